@@ -4,9 +4,13 @@
 -- vc_app is cluster-wide and other schemas' migrations may create it at the same
 -- moment: a racing CREATE ROLE fails with duplicate_object or, when both passed
 -- the existence check, unique_violation on pg_authid. Either means it exists.
+-- An owner without CREATEROLE (a managed database) works when an administrator
+-- created vc_app beforehand and granted it to the owner.
 DO $$
 BEGIN
-    CREATE ROLE vc_app NOLOGIN;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vc_app') THEN
+        CREATE ROLE vc_app NOLOGIN;
+    END IF;
 EXCEPTION
     WHEN duplicate_object OR unique_violation THEN NULL;
 END

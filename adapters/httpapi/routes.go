@@ -1,0 +1,61 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"velocicompanion/commands"
+	"velocicompanion/domain/users"
+)
+
+// Deps are the collaborators of the HTTP API.
+type Deps struct {
+	Commands              *commands.Handler
+	Reads                 *pgxpool.Pool // application-role pool for read models
+	Tokens                Tokens
+	WaitFor               WaitFunc
+	Ready                 map[string]Checker
+	AllowSelfRegistration bool
+}
+
+var (
+	platformOnly = []string{string(users.RolePlatformAdmin)}
+	admins       = []string{string(users.RoleAdmin), string(users.RolePlatformAdmin)}
+)
+
+// routes is the API's route table: every route the server answers, with what
+// the OpenAPI document says about it.
+func (s *Server) routes(g prometheus.Gatherer) []op {
+	page := []param{
+		{Name: "limit", In: "query", Type: "integer", Desc: "page size, 1 to 500 (default 100)"},
+		{Name: "cursor", In: "query", Desc: "opaque cursor from the previous page's X-Next-Cursor header"},
+		{Name: "min_position", In: "query", Type: "integer", Desc: "wait until the read model includes this write position"},
+	}
+	minPos := page[2:]
+	tenantParam := param{Name: "tenant_id", In: "query", Desc: "platform administrators only: the tenant to act in"}
+	return []op{
+		{method: http.MethodGet, path: "/", summary: "Service banner", tag: "meta", access: public, resp: rootResponse{}, handler: s.root},
+		{method: http.MethodGet, path: "/health", summary: "Liveness: the process serves HTTP", tag: "meta", access: public, resp: healthResponse{}, handler: s.health},
+		{method: http.MethodGet, path: "/ready", summary: "Readiness: PostgreSQL and Kafka reachable", tag: "meta", access: public, resp: readyResponse{}, handler: s.ready},
+		{method: http.MethodGet, path: "/metrics", summary: "Prometheus metrics", tag: "meta", access: public, raw: "text/plain", handler: metricsHandler(g)},
+		{method: http.MethodGet, path: "/openapi.json", summary: "This OpenAPI document", tag: "meta", access: public, raw: "application/json", handler: s.openapi},
+		{method: http.MethodGet, path: "/docs", summary: "Interactive API documentation", tag: "meta", access: public, raw: "text/html", handler: s.docs},
+
+		{method: http.MethodPost, path: "/api/auth/register", summary: "Create an account (administrators; anonymous only when self-registration is enabled)", tag: "auth", access: public, req: registerRequest{}, resp: userRead{}, status: http.StatusCreated, handler: s.register},
+		{method: http.MethodPost, path: "/api/auth/login", summary: "Sign in with username and password", tag: "auth", access: public, req: loginRequest{}, form: true, resp: tokenResponse{}, handler: s.login},
+		{method: http.MethodGet, path: "/api/auth/me", summary: "The signed-in account", tag: "auth", access: anyUser, resp: userRead{}, handler: s.me},
+
+		{method: http.MethodGet, path: "/api/tenants", summary: "List tenants (platform administrators: all; others: their own)", tag: "tenants", access: anyUser, query: page, resp: []tenantRead{}, handler: s.listTenants},
+		{method: http.MethodPost, path: "/api/tenants", summary: "Create a tenant", tag: "tenants", access: roleList, roles: platformOnly, req: createTenantRequest{}, resp: tenantRead{}, status: http.StatusCreated, handler: s.createTenant},
+		{method: http.MethodGet, path: "/api/tenants/:id", summary: "Get a tenant", tag: "tenants", access: anyUser, query: minPos, resp: tenantRead{}, handler: s.getTenant},
+		{method: http.MethodPatch, path: "/api/tenants/:id", summary: "Rename, describe, deactivate or reactivate a tenant (If-Match supported)", tag: "tenants", access: roleList, roles: platformOnly, req: updateTenantRequest{}, resp: tenantRead{}, handler: s.updateTenant},
+
+		{method: http.MethodGet, path: "/api/users", summary: "List the tenant's users", tag: "users", access: roleList, roles: admins, query: append([]param{tenantParam}, page...), resp: []userRead{}, handler: s.listUsers},
+		{method: http.MethodPost, path: "/api/users", summary: "Create a user", tag: "users", access: roleList, roles: admins, req: createUserRequest{}, resp: userRead{}, status: http.StatusCreated, handler: s.createUser},
+		{method: http.MethodGet, path: "/api/users/:id", summary: "Get a user (yourself, or any of your tenant's as an administrator)", tag: "users", access: anyUser, query: append([]param{tenantParam}, minPos...), resp: userRead{}, handler: s.getUser},
+		{method: http.MethodPatch, path: "/api/users/:id", summary: "Change a user (If-Match supported)", tag: "users", access: anyUser, query: []param{tenantParam}, req: updateUserRequest{}, resp: userRead{}, handler: s.updateUser},
+		{method: http.MethodDelete, path: "/api/users/:id", summary: "Delete a user (soft: history is kept)", tag: "users", access: roleList, roles: admins, query: []param{tenantParam}, status: http.StatusNoContent, handler: s.deleteUser},
+	}
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting of the server. Each has an environment variable
+// VC_<NAME> and a flag --<name> that overrides it.
+type config struct {
+	HTTPAddr          string
+	DatabaseURL       string
+	DatabaseSchema    string
+	KafkaBrokers      []string
+	KafkaTopic        string
+	KafkaPartitions   int
+	KafkaEmbeddedAddr string
+	DataDir           string
+	JWTSecret         string
+	JWTIssuer         string
+	JWTAudience       string
+	AccessTokenTTL    time.Duration
+	MasterKey         string
+	TrustedProxies    []string
+	CORSOrigins       []string
+	MaxBodyBytes      int64
+	LogLevel          string
+	AllowSelfRegister bool
+	PublicBaseURL     string
+	ReadWait          time.Duration
+}
+
+// embeddedKafka reports whether the server runs its own in-process broker.
+func (c config) embeddedKafka() bool { return len(c.KafkaBrokers) == 0 }
+
+type setting struct {
+	name, def, usage string
+	set              func(string) error
+}
+
+func settings(c *config) []setting {
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	list := func(p *[]string) func(string) error {
+		return func(v string) error {
+			*p = nil
+			for _, s := range strings.Split(v, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					*p = append(*p, s)
+				}
+			}
+			return nil
+		}
+	}
+	dur := func(p *time.Duration) func(string) error {
+		return func(v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("must be a positive duration such as 15m")
+			}
+			*p = d
+			return nil
+		}
+	}
+	integer := func(p *int64) func(string) error {
+		return func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("must be a positive integer")
+			}
+			*p = n
+			return nil
+		}
+	}
+	boolean := func(p *bool) func(string) error {
+		return func(v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("must be true or false")
+			}
+			*p = b
+			return nil
+		}
+	}
+	var partitions int64
+	return []setting{
+		{"http-addr", ":8000", "address the HTTP API listens on", str(&c.HTTPAddr)},
+		{"database-url", "postgres://postgres@127.0.0.1:5432/velocicompanion?sslmode=disable", "PostgreSQL URL (DATABASE_URL is also read)", str(&c.DatabaseURL)},
+		{"database-schema", "public", "PostgreSQL schema holding the event store and read models", str(&c.DatabaseSchema)},
+		{"kafka-brokers", "", "comma-separated Kafka bootstrap brokers; empty runs the embedded in-process broker", list(&c.KafkaBrokers)},
+		{"kafka-topic", "velocicompanion.events", "events topic", str(&c.KafkaTopic)},
+		{"kafka-partitions", "8", "partitions of the events topic when the embedded broker creates it", func(v string) error {
+			if err := integer(&partitions)(v); err != nil {
+				return err
+			}
+			c.KafkaPartitions = int(partitions)
+			return nil
+		}},
+		{"kafka-embedded-addr", "127.0.0.1:19092", "listen address of the embedded broker (loopback only)", str(&c.KafkaEmbeddedAddr)},
+		{"data-dir", "./.data", "directory for the embedded broker's data and the generated development JWT key", str(&c.DataDir)},
+		{"jwt-secret", "", "HMAC key for access tokens, at least 32 bytes; generated into the data dir when unset with the embedded broker", str(&c.JWTSecret)},
+		{"jwt-issuer", "velocicompanion", "iss claim of access tokens", str(&c.JWTIssuer)},
+		{"jwt-audience", "velocicompanion-api", "aud claim of access tokens", str(&c.JWTAudience)},
+		{"access-token-ttl", "15m", "lifetime of access tokens", dur(&c.AccessTokenTTL)},
+		{"master-key", "", "base64 of 32 bytes: AES-256-GCM key for secrets at rest", str(&c.MasterKey)},
+		{"trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is trusted; empty trusts none", list(&c.TrustedProxies)},
+		{"cors-origins", "", "comma-separated browser origins allowed to call the API", list(&c.CORSOrigins)},
+		{"max-body-bytes", "1048576", "largest accepted request body", integer(&c.MaxBodyBytes)},
+		{"log-level", "info", "debug, info, warn or error", str(&c.LogLevel)},
+		{"allow-self-registration", "false", "let anonymous visitors register viewer accounts in an existing tenant", boolean(&c.AllowSelfRegister)},
+		{"public-base-url", "http://localhost:8000", "base URL used in links sent by email", str(&c.PublicBaseURL)},
+		{"read-wait", "2s", "longest wait of a query for its min_position", dur(&c.ReadWait)},
+	}
+}
+
+// envName is the environment variable of a setting.
+func envName(name string) string { return "VC_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")) }
+
+// loadConfig applies defaults, then the environment, then flags.
+func loadConfig(fs *flag.FlagSet, args []string) (config, error) {
+	var c config
+	all := settings(&c)
+	for _, s := range all {
+		v := s.def
+		if e, ok := os.LookupEnv(envName(s.name)); ok {
+			v = e
+		} else if s.name == "database-url" && os.Getenv("DATABASE_URL") != "" {
+			v = os.Getenv("DATABASE_URL")
+		}
+		if err := s.set(v); err != nil {
+			return c, fmt.Errorf("%s: %w", envName(s.name), err)
+		}
+	}
+	for _, s := range all {
+		s := s
+		fs.Func(s.name, s.usage+" (env "+envName(s.name)+", default "+strconv.Quote(s.def)+")", func(v string) error {
+			return s.set(v)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	var errs []error
+	if !c.embeddedKafka() && len(c.JWTSecret) < 32 {
+		errs = append(errs, errors.New("VC_JWT_SECRET must be set to at least 32 bytes when an external Kafka is used (production)"))
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		errs = append(errs, errors.New("VC_JWT_SECRET must be at least 32 bytes"))
+	}
+	if c.MasterKey != "" {
+		k, err := base64.StdEncoding.DecodeString(c.MasterKey)
+		if err != nil || len(k) != 32 {
+			errs = append(errs, errors.New("VC_MASTER_KEY must be the base64 encoding of 32 bytes"))
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, errors.New("VC_LOG_LEVEL must be debug, info, warn or error"))
+	}
+	return errors.Join(errs...)
+}

@@ -11,14 +11,28 @@ import (
 	"velocicompanion/eventstore"
 )
 
+// eventRegistrations register each aggregate's events with a codec. Each
+// aggregate's command file adds its own function in an init.
+var eventRegistrations = []func(*eventstore.Codec){registerTenantEvents, registerUserEvents}
+
 // NewCodec returns a codec that knows every event this installation records,
 // at its current schema with the upcasters of older ones.
 func NewCodec() *eventstore.Codec {
 	c := eventstore.NewCodec()
+	for _, register := range eventRegistrations {
+		register(c)
+	}
+	return c
+}
+
+func registerTenantEvents(c *eventstore.Codec) {
 	eventstore.Register[tenants.Created](c, 1)
 	eventstore.Register[tenants.Updated](c, 1)
 	eventstore.Register[tenants.Deactivated](c, 1)
 	eventstore.Register[tenants.Reactivated](c, 1)
+}
+
+func registerUserEvents(c *eventstore.Codec) {
 	eventstore.Register[users.Registered](c, 1)
 	eventstore.Register[users.LoggedIn](c, 1)
 	eventstore.Register[users.LoginFailed](c, 1)
@@ -29,7 +43,6 @@ func NewCodec() *eventstore.Codec {
 	eventstore.Register[users.Disabled](c, 1)
 	eventstore.Register[users.Enabled](c, 1)
 	eventstore.Register[users.Deleted](c, 1)
-	return c
 }
 
 // CreatePlatformAdmin creates a platform administrator from the command line.

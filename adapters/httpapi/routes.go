@@ -26,14 +26,34 @@ var (
 )
 
 // routes is the API's route table: every route the server answers, with what
-// the OpenAPI document says about it.
+// the OpenAPI document says about it. Each feature contributes its group.
 func (s *Server) routes(g prometheus.Gatherer) []op {
-	page := []param{
+	var all []op
+	for _, group := range [][]op{
+		s.identityRoutes(g),
+		s.hostRoutes(),
+		s.caseRoutes(),
+		s.artifactRoutes(),
+		s.notificationRoutes(),
+	} {
+		all = append(all, group...)
+	}
+	return all
+}
+
+// Shared query parameters.
+var (
+	pageParams = []param{
 		{Name: "limit", In: "query", Type: "integer", Desc: "page size, 1 to 500 (default 100)"},
 		{Name: "cursor", In: "query", Desc: "opaque cursor from the previous page's X-Next-Cursor header"},
 		{Name: "min_position", In: "query", Type: "integer", Desc: "wait until the read model includes this write position"},
 	}
-	minPos := page[2:]
+	minPositionParam = pageParams[2:]
+)
+
+// identityRoutes are the service, authentication, tenant and user routes.
+func (s *Server) identityRoutes(g prometheus.Gatherer) []op {
+	page, minPos := pageParams, minPositionParam
 	tenantParam := param{Name: "tenant_id", In: "query", Desc: "platform administrators only: the tenant to act in"}
 	return []op{
 		{method: http.MethodGet, path: "/", summary: "Service banner", tag: "meta", access: public, resp: rootResponse{}, handler: s.root},

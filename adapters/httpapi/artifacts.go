@@ -1,0 +1,4 @@
+package httpapi
+
+// artifactRoutes are the artifact routes.
+func (s *Server) artifactRoutes() []op { return nil }

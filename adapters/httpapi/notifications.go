@@ -1,0 +1,4 @@
+package httpapi
+
+// notificationRoutes are the notification routes.
+func (s *Server) notificationRoutes() []op { return nil }

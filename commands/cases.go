@@ -3,7 +3,6 @@ package commands
 import (
 	"context"
 
-
 	"velocicompanion/domain"
 	"velocicompanion/domain/cases"
 	"velocicompanion/domain/hosts"
@@ -302,4 +301,3 @@ func (h *Handler) CaseHistory(ctx context.Context, tenant domain.TenantID, id ca
 	}
 	return envs, err
 }
-

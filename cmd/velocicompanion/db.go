@@ -15,13 +15,18 @@ import (
 	"velocicompanion/commands"
 	"velocicompanion/eventstore"
 	"velocicompanion/projections"
+	"velocicompanion/projections/caselist"
 	"velocicompanion/projections/tenantlist"
 	"velocicompanion/projections/userlist"
 )
 
 // projectors lists every read model the server maintains.
 func projectors() []projections.Projector {
-	return []projections.Projector{tenantlist.Projector{}, userlist.Projector{}}
+	return []projections.Projector{
+		tenantlist.Projector{},
+		userlist.Projector{},
+		caselist.Projector{},
+	}
 }
 
 // database holds the two pools: the owner's for migrations and rebuilds, and

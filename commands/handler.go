@@ -13,6 +13,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,6 +48,9 @@ type Handler struct {
 	hasher PasswordHasher
 	now    func() time.Time
 	newID  func() string
+
+	mailer  Mailer
+	mailLog *slog.Logger
 }
 
 // Option configures a Handler.

@@ -319,7 +319,7 @@ func applyIdentity(ctx context.Context, tx pgx.Tx, user domain.UserID, events []
 			_, err = tx.Exec(ctx, `UPDATE identities SET username = $2, username_key = $3, updated_at = now() WHERE user_id = $1`,
 				string(user), e.To, users.UsernameKey(e.To))
 		case users.EmailChanged:
-			_, err = tx.Exec(ctx, `UPDATE identities SET email_key = NULLIF($2, ''), updated_at = now() WHERE user_id = $1`,
+			_, err = tx.Exec(ctx, `UPDATE identities SET email_key = NULLIF($2, ''), email_verified = false, updated_at = now() WHERE user_id = $1`,
 				string(user), nameKey(e.To))
 		case users.PasswordChanged:
 			_, err = tx.Exec(ctx, `UPDATE identities SET password_hash = $2, auth_epoch = auth_epoch + 1, updated_at = now() WHERE user_id = $1`,

@@ -31,6 +31,7 @@ func (s *Server) routes(g prometheus.Gatherer) []op {
 	var all []op
 	for _, group := range [][]op{
 		s.identityRoutes(g),
+		s.recoveryRoutes(),
 		s.hostRoutes(),
 		s.caseRoutes(),
 		s.artifactRoutes(),

@@ -39,6 +39,8 @@ type Server struct {
 	ops    []op
 	spec   []byte
 	log    *slog.Logger
+
+	recoveryLimit *ipLimiter
 }
 
 // New builds the HTTP API. It panics if the wiring is inconsistent (a programmer error).
@@ -59,7 +61,8 @@ func New(cfg Config, deps Deps, log *slog.Logger, reg prometheus.Registerer, gat
 	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
 		panic("httpapi: trusted proxies: " + err.Error())
 	}
-	s := &Server{cfg: cfg, deps: deps, engine: e, log: log}
+	s := &Server{cfg: cfg, deps: deps, engine: e, log: log,
+		recoveryLimit: newIPLimiter(10, 6*time.Minute)}
 	m := newMetrics(reg)
 	e.Use(requestIDs(log), recovery(), accessLog(m), securityHeaders(), cors(cfg.CORSOrigins), limitBody(cfg.MaxBodyBytes))
 	e.NoRoute(func(c *gin.Context) {

@@ -48,7 +48,8 @@ type updateUserRequest struct {
 
 func userFromState(v commands.View[users.State]) userRead {
 	u := userRead{ID: v.State.ID, Username: v.State.Username, Email: v.State.Email, Role: v.State.Role,
-		TenantID: v.State.Tenant, IsActive: !v.State.Disabled, CreatedAt: v.CreatedAt.UTC(), Version: v.Version}
+		TenantID: v.State.Tenant, IsActive: !v.State.Disabled, EmailVerified: v.State.EmailVerified,
+		CreatedAt: v.CreatedAt.UTC(), Version: v.Version}
 	if !v.State.LastLoginAt.IsZero() {
 		t := v.State.LastLoginAt.UTC()
 		u.LastLoginAt = &t

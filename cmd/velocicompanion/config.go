@@ -34,6 +34,14 @@ type config struct {
 	AllowSelfRegister bool
 	PublicBaseURL     string
 	ReadWait          time.Duration
+	SMTPHost          string
+	SMTPPort          int
+	SMTPUsername      string
+	SMTPPassword      string
+	SMTPFrom          string
+	SMTPTLS           string
+	SMTPCAFile        string
+	SMTPTimeout       time.Duration
 }
 
 // embeddedKafka reports whether the server runs its own in-process broker.
@@ -87,7 +95,7 @@ func settings(c *config) []setting {
 			return nil
 		}
 	}
-	var partitions int64
+	var partitions, smtpPort int64
 	return []setting{
 		{"http-addr", ":8000", "address the HTTP API listens on", str(&c.HTTPAddr)},
 		{"database-url", "postgres://postgres@127.0.0.1:5432/velocicompanion?sslmode=disable", "PostgreSQL URL (DATABASE_URL is also read)", str(&c.DatabaseURL)},
@@ -115,6 +123,20 @@ func settings(c *config) []setting {
 		{"allow-self-registration", "false", "let anonymous visitors register viewer accounts in an existing tenant", boolean(&c.AllowSelfRegister)},
 		{"public-base-url", "http://localhost:8000", "base URL used in links sent by email", str(&c.PublicBaseURL)},
 		{"read-wait", "2s", "longest wait of a query for its min_position", dur(&c.ReadWait)},
+		{"smtp-host", "", "SMTP server for password-reset and verification mail; empty sends none", str(&c.SMTPHost)},
+		{"smtp-port", "587", "SMTP port", func(v string) error {
+			if err := integer(&smtpPort)(v); err != nil {
+				return err
+			}
+			c.SMTPPort = int(smtpPort)
+			return nil
+		}},
+		{"smtp-username", "", "SMTP login (sent only inside TLS)", str(&c.SMTPUsername)},
+		{"smtp-password", "", "SMTP password", str(&c.SMTPPassword)},
+		{"smtp-from", "VelociCompanion <no-reply@localhost>", "sender of the mails", str(&c.SMTPFrom)},
+		{"smtp-tls", "starttls", "starttls (required), tls (implicit) or none (loopback test servers only)", str(&c.SMTPTLS)},
+		{"smtp-ca-file", "", "PEM file of the CAs that verify the SMTP server instead of the system's", str(&c.SMTPCAFile)},
+		{"smtp-timeout", "30s", "longest time one mail may take to send", dur(&c.SMTPTimeout)},
 	}
 }
 

@@ -75,7 +75,15 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 
 	codec := commands.NewCodec()
 	store := eventstore.NewStore(db.app, codec)
-	handler := commands.New(store, hasher)
+	mailer, err := newMailer(cfg)
+	if err != nil {
+		return fmt.Errorf("mail: %w", err)
+	}
+	var sendMail commands.Mailer // stays a nil interface without a mail server
+	if mailer != nil {
+		sendMail = mailer
+	}
+	handler := commands.New(store, hasher, commands.WithMailer(sendMail, log))
 	if err := handler.EnsurePlatformTenant(ctx); err != nil {
 		return fmt.Errorf("platform tenant: %w", err)
 	}

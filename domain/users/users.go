@@ -229,6 +229,9 @@ type State struct {
 	// registration; zero if never.
 	PasswordChangedAt time.Time
 	LastLoginAt       time.Time
+	// EmailVerified is true once the current address was proven; changing
+	// the address clears it.
+	EmailVerified bool
 	// FailedLogins counts failures since the last successful sign-in or
 	// password change; LastFailureAt is the latest of them.
 	FailedLogins  int
@@ -509,6 +512,11 @@ func Evolve(s State, e domain.Event) State {
 		s.Username = e.To
 	case EmailChanged:
 		s.Email = e.To
+		s.EmailVerified = false
+	case EmailVerified:
+		if strings.EqualFold(e.Email, s.Email) {
+			s.EmailVerified = true
+		}
 	case PasswordChanged:
 		s.PasswordChangedAt = e.At
 		s.FailedLogins = 0

@@ -15,6 +15,7 @@ import (
 	"velocicompanion/commands"
 	"velocicompanion/eventstore"
 	"velocicompanion/projections"
+	"velocicompanion/projections/artifactlist"
 	"velocicompanion/projections/caselist"
 	"velocicompanion/projections/tenantlist"
 	"velocicompanion/projections/userlist"
@@ -25,6 +26,7 @@ func projectors() []projections.Projector {
 	return []projections.Projector{
 		tenantlist.Projector{},
 		userlist.Projector{},
+		artifactlist.Projector{},
 		caselist.Projector{},
 	}
 }

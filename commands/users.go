@@ -135,18 +135,27 @@ type Login struct {
 	Meta     eventstore.Metadata
 }
 
-// Login verifies cmd's credentials and records the outcome on the user's stream.
-// An unknown user name and a wrong password give the same error after the same
-// amount of work.
+// Login verifies cmd's credentials and signs the user in with a session under
+// DefaultSessionPolicy, like SignIn, for callers that need no tokens.
 func (h *Handler) Login(ctx context.Context, cmd Login) (Identity, Result, error) {
+	s, err := h.SignIn(ctx, cmd, DefaultSessionPolicy)
+	return s.Identity, s.Result, err
+}
+
+// VerifyPassword is the first step of a sign-in: it checks cmd's password and
+// that the account may sign in, recording every refusal on the user's stream,
+// and records nothing on success (StartSession does, once every factor was
+// checked). An unknown user name and a wrong password give the same error
+// after the same amount of work.
+func (h *Handler) VerifyPassword(ctx context.Context, cmd Login) (Identity, error) {
 	id, hash, err := scanIdentity(h.pool.QueryRow(ctx, identitySelect+`WHERE i.username_key = $1`,
 		users.UsernameKey(cmd.Username)))
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && id.Status == "deleted") {
 		_ = h.hasher.DummyVerify(ctx, cmd.Password)
-		return Identity{}, Result{}, ErrBadCredentials
+		return Identity{}, ErrBadCredentials
 	}
 	if err != nil {
-		return Identity{}, Result{}, fmt.Errorf("look up identity: %w", err)
+		return Identity{}, fmt.Errorf("look up identity: %w", err)
 	}
 	key := userKey(id.Tenant, id.User)
 	now := h.now()
@@ -154,7 +163,7 @@ func (h *Handler) Login(ctx context.Context, cmd Login) (Identity, Result, error
 	meta.Actor, meta.ActorType = string(id.User), "user"
 	s, _, err := load(ctx, h, key, users.Evolve)
 	if err != nil {
-		return Identity{}, Result{}, err
+		return Identity{}, err
 	}
 	if err := users.CheckLogin(s, now); err != nil {
 		if errors.Is(err, users.ErrLoginThrottled) {
@@ -162,33 +171,27 @@ func (h *Handler) Login(ctx context.Context, cmd Login) (Identity, Result, error
 		}
 		if errors.Is(err, domain.ErrNotFound) {
 			_ = h.hasher.DummyVerify(ctx, cmd.Password)
-			return Identity{}, Result{}, ErrBadCredentials
+			return Identity{}, ErrBadCredentials
 		}
-		return Identity{}, Result{}, err
+		return Identity{}, err
 	}
 	ok, err := h.hasher.Verify(ctx, cmd.Password, hash)
 	if err != nil {
-		return Identity{}, Result{}, fmt.Errorf("verify password: %w", err)
+		return Identity{}, fmt.Errorf("verify password: %w", err)
 	}
 	if !ok {
 		h.recordFailure(ctx, key, meta, users.ReasonBadPassword)
-		return Identity{}, Result{}, ErrBadCredentials
+		return Identity{}, ErrBadCredentials
 	}
-	if !id.TenantActive {
+	switch {
+	case !id.TenantActive:
 		h.recordFailure(ctx, key, meta, "tenant_inactive")
-		return Identity{}, Result{}, users.ErrDisabled
-	}
-	meta.Role = string(id.Role)
-	res, err := h.update(ctx, key, meta, 0, func(history []domain.Event) ([]domain.Event, error) {
-		return users.RecordLogin(domain.Fold(users.Evolve, history), users.MethodPassword, now)
-	}, nil)
-	if errors.Is(err, users.ErrDisabled) {
+		return Identity{}, users.ErrDisabled
+	case s.Disabled || id.Status != "active":
 		h.recordFailure(ctx, key, meta, users.ReasonDisabled)
+		return Identity{}, users.ErrDisabled
 	}
-	if err != nil {
-		return Identity{}, Result{}, err
-	}
-	return id, res, nil
+	return id, nil
 }
 
 // recordFailure appends user.login_failed. Failing to record must not change
@@ -310,7 +313,9 @@ func (h *Handler) DeleteUser(ctx context.Context, cmd DeleteUser) (Result, error
 }
 
 // applyIdentity keeps the identities row in step with the user events being
-// appended. Every change that affects what a token may do bumps auth_epoch.
+// appended. Every change that affects what a token may do bumps auth_epoch,
+// and a password, role or status change (users.SessionEndReason) also ends
+// every session of the user, so that their refresh tokens stop working too.
 func applyIdentity(ctx context.Context, tx pgx.Tx, user domain.UserID, events []domain.Event, hash string) error {
 	for _, e := range events {
 		var err error
@@ -336,6 +341,11 @@ func applyIdentity(ctx context.Context, tx pgx.Tx, user domain.UserID, events []
 		}
 		if err != nil {
 			return identityUnique(err)
+		}
+		if reason := users.SessionEndReason(e); reason != "" {
+			if err := endAllSessions(ctx, tx, user, reason); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -55,8 +55,8 @@ func TestMigrateStoreIsIdempotentAndRaceSafe(t *testing.T) {
 	if err := eventstore.MigrateStore(ctx, db.Owner); err != nil {
 		t.Fatalf("second MigrateStore: %v", err)
 	}
-	if n := countMigrations(t, db.Owner, eventstore.StoreComponent); n != 2 {
-		t.Fatalf("%d migrations recorded, want 2", n)
+	if n := countMigrations(t, db.Owner, eventstore.StoreComponent); n != 3 {
+		t.Fatalf("%d migrations recorded, want 3", n)
 	}
 	// Replicas starting together migrate a fresh schema once.
 	pool := emptySchema(t, db, "race")
@@ -76,8 +76,8 @@ func TestMigrateStoreIsIdempotentAndRaceSafe(t *testing.T) {
 			t.Fatalf("concurrent MigrateStore: %v", err)
 		}
 	}
-	if n := countMigrations(t, pool, eventstore.StoreComponent); n != 2 {
-		t.Fatalf("%d migrations recorded, want 2", n)
+	if n := countMigrations(t, pool, eventstore.StoreComponent); n != 3 {
+		t.Fatalf("%d migrations recorded, want 3", n)
 	}
 }
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -33,13 +34,20 @@ type Tokens interface {
 
 // Principal is the authenticated caller of a request. It is the only value the
 // auth middleware puts into the request context.
+//
+// For an API key, User is "apikey:<key id>" (the actor recorded on what the
+// key does), Username the key's name, Session empty and APIKey the key id.
 type Principal struct {
 	User     domain.UserID
 	Tenant   domain.TenantID
 	Role     users.Role
 	Username string
 	Session  string
+	APIKey   string
 }
+
+// IsAPIKey reports whether p is an API key rather than a signed-in person.
+func (p Principal) IsAPIKey() bool { return p.APIKey != "" }
 
 // Actor returns the principal as the domain sees an actor.
 func (p Principal) Actor() users.Actor {
@@ -73,6 +81,7 @@ var (
 	errBadToken     = domain.Unauthenticated("token_invalid", "the access token is not valid")
 	errTokenRevoked = domain.Unauthenticated("token_revoked", "the access token is no longer valid; sign in again")
 	errForbidden    = domain.Forbidden("forbidden", "your role does not allow this")
+	errAPIKeyRoute  = domain.Forbidden("api_key_not_allowed", "API keys cannot use this route; it needs a signed-in user")
 )
 
 // bearer extracts the token from the Authorization header. Tokens are never
@@ -87,13 +96,33 @@ func bearer(c *gin.Context) (string, bool) {
 	return token, token != ""
 }
 
-// resolve authenticates the request's bearer token against the write side:
-// the account and its tenant must be active, and nothing that revokes tokens
-// (password, role or status change) may have happened since it was issued.
+// resolve authenticates the request's bearer credential: an access token or
+// an API key.
 func (s *Server) resolve(c *gin.Context) (Principal, error) {
 	token, ok := bearer(c)
 	if !ok {
 		return Principal{}, errNoToken
+	}
+	return s.authenticateBearer(c.Request.Context(), token)
+}
+
+// authenticateBearer checks a bearer credential against the write side.
+//
+// An API key ("vck_…") must be known, match, be unexpired and unrevoked, and
+// its tenant active; it acts with its own role.
+//
+// An access token must verify, and in one query the account must exist and be
+// active in an active tenant, the token's session must be open (logout,
+// revocation and expiry end it), and nothing that revokes tokens (password,
+// role or status change) may have happened since it was issued (the epoch).
+// The role is the account's current one, not the token's.
+func (s *Server) authenticateBearer(ctx context.Context, token string) (Principal, error) {
+	if commands.IsAPIKey(token) {
+		k, err := s.deps.Commands.AuthenticateAPIKey(ctx, token)
+		if err != nil {
+			return Principal{}, err
+		}
+		return Principal{User: k.Actor(), Tenant: k.Tenant, Role: k.Role, Username: k.Name, APIKey: string(k.ID)}, nil
 	}
 	claims, err := s.deps.Tokens.VerifyAccess(token)
 	if err != nil {
@@ -103,8 +132,11 @@ func (s *Server) resolve(c *gin.Context) (Principal, error) {
 		}
 		return Principal{}, errBadToken
 	}
-	id, err := s.deps.Commands.LookupIdentity(c.Request.Context(), claims.User)
-	if errors.Is(err, domain.ErrNotFound) {
+	if claims.Session == "" {
+		return Principal{}, errTokenRevoked
+	}
+	id, err := s.deps.Commands.Authenticate(ctx, claims.User, claims.Session)
+	if errors.Is(err, domain.ErrNotFound) || errors.Is(err, commands.ErrSessionEnded) {
 		return Principal{}, errTokenRevoked
 	}
 	if err != nil {
@@ -114,6 +146,17 @@ func (s *Server) resolve(c *gin.Context) (Principal, error) {
 		return Principal{}, errTokenRevoked
 	}
 	return Principal{User: id.User, Tenant: id.Tenant, Role: id.Role, Username: id.Username, Session: claims.Session}, nil
+}
+
+// personOnly returns the caller of a route that needs a signed-in person (a
+// session); for an API key it answers 403 and returns false.
+func personOnly(c *gin.Context) (Principal, bool) {
+	p := mustPrincipal(c)
+	if p.IsAPIKey() {
+		fail(c, errAPIKeyRoute)
+		return p, false
+	}
+	return p, true
 }
 
 // authenticate is the middleware of every non-public route.
@@ -146,6 +189,9 @@ func meta(c *gin.Context) eventstore.Metadata {
 	}
 	if p, ok := principalOf(c); ok {
 		m.Actor, m.ActorType, m.Role = string(p.User), "user", string(p.Role)
+		if p.IsAPIKey() {
+			m.ActorType = "api_key"
+		}
 	}
 	return m
 }
@@ -171,9 +217,11 @@ type loginRequest struct {
 }
 
 type tokenResponse struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type" doc:"always bearer"`
-	ExpiresIn   int64  `json:"expires_in" doc:"lifetime of the access token in seconds"`
+	AccessToken      string `json:"access_token"`
+	RefreshToken     string `json:"refresh_token" doc:"single use: exchange it at POST /api/auth/refresh for a new pair; presenting it twice ends the session"`
+	TokenType        string `json:"token_type" doc:"always bearer"`
+	ExpiresIn        int64  `json:"expires_in" doc:"lifetime of the access token in seconds"`
+	RefreshExpiresIn int64  `json:"refresh_expires_in" doc:"seconds until the session ends unless refreshed before (never beyond its absolute end)"`
 }
 
 func (s *Server) login(c *gin.Context) {
@@ -203,25 +251,37 @@ func (s *Server) login(c *gin.Context) {
 		fail(c, domain.Invalid("credentials_required", "username and password are required"))
 		return
 	}
-	id, _, err := s.deps.Commands.Login(c.Request.Context(), commands.Login{
+	sess, err := s.deps.Commands.SignIn(c.Request.Context(), commands.Login{
 		Username: req.Username, Password: req.Password, Meta: meta(c),
-	})
+	}, s.deps.Sessions)
 	if err != nil {
 		fail(c, err)
 		return
 	}
+	s.respondTokens(c, sess)
+}
+
+// respondTokens answers a sign-in or refresh with a new access token for
+// sess and its refresh token. The refresh token appears in this response
+// only: never in a log, an event or any other response.
+func (s *Server) respondTokens(c *gin.Context, sess commands.Session) {
+	id := sess.Identity
 	token, exp, err := s.deps.Tokens.IssueAccess(Claims{
-		User: id.User, Tenant: id.Tenant, Role: string(id.Role), Session: newRequestID(), Epoch: id.Epoch,
+		User: id.User, Tenant: id.Tenant, Role: string(id.Role), Session: sess.ID, Epoch: id.Epoch,
 	})
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, tokenResponse{AccessToken: token, TokenType: "bearer", ExpiresIn: int64(time.Until(exp).Seconds())})
+	c.JSON(http.StatusOK, tokenResponse{AccessToken: token, RefreshToken: sess.RefreshToken, TokenType: "bearer",
+		ExpiresIn: int64(time.Until(exp).Seconds()), RefreshExpiresIn: int64(time.Until(sess.IdleExpiresAt).Seconds())})
 }
 
 func (s *Server) me(c *gin.Context) {
-	p := mustPrincipal(c)
+	p, ok := personOnly(c)
+	if !ok {
+		return
+	}
 	v, err := s.deps.Commands.UserView(c.Request.Context(), p.Tenant, p.User)
 	if err != nil {
 		fail(c, err)

@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"velocicompanion/adapters/realtime"
 	"velocicompanion/commands"
 	"velocicompanion/domain/users"
 )
@@ -18,6 +20,18 @@ type Deps struct {
 	WaitFor               WaitFunc
 	Ready                 map[string]Checker
 	AllowSelfRegistration bool
+	// Live is this process's hub of notification WebSockets; without it
+	// GET /api/notifications/ws answers 503.
+	Live *realtime.Hub
+	// TokenExpiry returns when a verified access token expires, so that its
+	// WebSockets close then; nil leaves that to the periodic session check.
+	TokenExpiry func(token string) (time.Time, error)
+	// Sessions bounds sessions and refresh tokens (lifetime, idle timeout,
+	// reuse grace).
+	Sessions commands.SessionPolicy
+	// AuditIntegrity verifies a tenant against its latest signed audit
+	// checkpoint; without it GET /api/audit/integrity answers 503.
+	AuditIntegrity IntegrityFunc
 }
 
 var (
@@ -36,6 +50,7 @@ func (s *Server) routes(g prometheus.Gatherer) []op {
 		s.caseRoutes(),
 		s.artifactRoutes(),
 		s.notificationRoutes(),
+		s.auditRoutes(),
 	} {
 		all = append(all, group...)
 	}
@@ -67,6 +82,13 @@ func (s *Server) identityRoutes(g prometheus.Gatherer) []op {
 		{method: http.MethodPost, path: "/api/auth/register", summary: "Create an account (administrators; anonymous only when self-registration is enabled)", tag: "auth", access: public, req: registerRequest{}, resp: userRead{}, status: http.StatusCreated, handler: s.register},
 		{method: http.MethodPost, path: "/api/auth/login", summary: "Sign in with username and password", tag: "auth", access: public, req: loginRequest{}, form: true, resp: tokenResponse{}, handler: s.login},
 		{method: http.MethodGet, path: "/api/auth/me", summary: "The signed-in account", tag: "auth", access: anyUser, resp: userRead{}, handler: s.me},
+		{method: http.MethodPost, path: "/api/auth/refresh", summary: "Exchange a refresh token for a new access and refresh token (single use; a replay ends the session)", tag: "auth", access: public, req: refreshRequest{}, form: true, resp: tokenResponse{}, handler: s.refresh},
+		{method: http.MethodPost, path: "/api/auth/logout", summary: "End the current session: its access and refresh tokens stop working", tag: "auth", access: anyUser, status: http.StatusNoContent, handler: s.logout},
+		{method: http.MethodGet, path: "/api/auth/sessions", summary: "Your open sessions, newest first (never tokens)", tag: "auth", access: anyUser, query: listParams, resp: []sessionRead{}, handler: s.listOwnSessions},
+		{method: http.MethodDelete, path: "/api/auth/sessions/:id", summary: "End one of your sessions", tag: "auth", access: anyUser, status: http.StatusNoContent, handler: s.revokeOwnSession},
+		{method: http.MethodGet, path: "/api/apikeys", summary: "List the tenant's API keys (never their secrets)", tag: "apikeys", access: roleList, roles: tenantAdmins, query: listParams, resp: []apiKeyRead{}, handler: s.listAPIKeys},
+		{method: http.MethodPost, path: "/api/apikeys", summary: "Create an API key for automation; the key is shown only in this response", tag: "apikeys", access: roleList, roles: tenantAdmins, req: createAPIKeyRequest{}, resp: createdAPIKey{}, status: http.StatusCreated, handler: s.createAPIKey},
+		{method: http.MethodDelete, path: "/api/apikeys/:id", summary: "Revoke an API key; it stops working at once", tag: "apikeys", access: roleList, roles: tenantAdmins, status: http.StatusNoContent, handler: s.revokeAPIKey},
 
 		{method: http.MethodGet, path: "/api/tenants", summary: "List tenants (platform administrators: all; others: their own)", tag: "tenants", access: anyUser, query: page, resp: []tenantRead{}, handler: s.listTenants},
 		{method: http.MethodPost, path: "/api/tenants", summary: "Create a tenant", tag: "tenants", access: roleList, roles: platformOnly, req: createTenantRequest{}, resp: tenantRead{}, status: http.StatusCreated, handler: s.createTenant},
@@ -78,5 +100,7 @@ func (s *Server) identityRoutes(g prometheus.Gatherer) []op {
 		{method: http.MethodGet, path: "/api/users/:id", summary: "Get a user (yourself, or any of your tenant's as an administrator)", tag: "users", access: anyUser, query: append([]param{tenantParam}, minPos...), resp: userRead{}, handler: s.getUser},
 		{method: http.MethodPatch, path: "/api/users/:id", summary: "Change a user (If-Match supported)", tag: "users", access: anyUser, query: []param{tenantParam}, req: updateUserRequest{}, resp: userRead{}, handler: s.updateUser},
 		{method: http.MethodDelete, path: "/api/users/:id", summary: "Delete a user (soft: history is kept)", tag: "users", access: roleList, roles: admins, query: []param{tenantParam}, status: http.StatusNoContent, handler: s.deleteUser},
+		{method: http.MethodGet, path: "/api/users/:id/sessions", summary: "A user's open sessions (administrators)", tag: "users", access: roleList, roles: admins, query: append([]param{tenantParam}, listParams...), resp: []sessionRead{}, handler: s.listUserSessions},
+		{method: http.MethodDelete, path: "/api/users/:id/sessions", summary: "End every session of a user (administrators)", tag: "users", access: roleList, roles: admins, query: []param{tenantParam}, status: http.StatusNoContent, handler: s.revokeUserSessions},
 	}
 }

@@ -42,6 +42,15 @@ type config struct {
 	SMTPTLS           string
 	SMTPCAFile        string
 	SMTPTimeout       time.Duration
+	// Audit tamper evidence.
+	AuditSigningKey         string
+	AuditPublicKeys         []string
+	AuditCheckpointInterval time.Duration
+	AuditIntegrityRecheck   time.Duration
+	// Sessions and refresh tokens.
+	SessionLifetime    time.Duration
+	SessionIdleTimeout time.Duration
+	RefreshReuseGrace  time.Duration
 }
 
 // embeddedKafka reports whether the server runs its own in-process broker.
@@ -137,6 +146,20 @@ func settings(c *config) []setting {
 		{"smtp-tls", "starttls", "starttls (required), tls (implicit) or none (loopback test servers only)", str(&c.SMTPTLS)},
 		{"smtp-ca-file", "", "PEM file of the CAs that verify the SMTP server instead of the system's", str(&c.SMTPCAFile)},
 		{"smtp-timeout", "30s", "longest time one mail may take to send", dur(&c.SMTPTimeout)},
+		{"audit-signing-key", "", "base64 of a 32-byte Ed25519 seed that signs the audit checkpoints; generated into the data dir when unset with the embedded broker", str(&c.AuditSigningKey)},
+		{"audit-public-keys", "", "comma-separated base64 Ed25519 public keys that also verify audit checkpoints (keys rotated out, or verifying without the signing key)", list(&c.AuditPublicKeys)},
+		{"audit-checkpoint-interval", "1m", "how often the signed audit checkpoints are made", dur(&c.AuditCheckpointInterval)},
+		{"audit-integrity-recheck", "10m", "how often GET /api/audit/integrity verifies a tenant's whole history again; new checkpoints are verified as they come", dur(&c.AuditIntegrityRecheck)},
+		{"session-lifetime", "720h", "absolute lifetime of a sign-in session; refreshing never extends it", dur(&c.SessionLifetime)},
+		{"session-idle-timeout", "24h", "a session whose tokens were not refreshed for this long ends", dur(&c.SessionIdleTimeout)},
+		{"refresh-reuse-grace", "10s", "a refresh token presented again this soon after its exchange, before its successor was used, is refused without ending the session (two tabs racing); 0s treats every second use as a replay", func(v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > time.Minute {
+				return fmt.Errorf("must be a duration from 0s to 1m")
+			}
+			c.RefreshReuseGrace = d
+			return nil
+		}},
 	}
 }
 
@@ -183,6 +206,12 @@ func (c config) validate() error {
 		if err != nil || len(k) != 32 {
 			errs = append(errs, errors.New("VC_MASTER_KEY must be the base64 encoding of 32 bytes"))
 		}
+	}
+	if c.SessionIdleTimeout < c.AccessTokenTTL || c.SessionLifetime < c.SessionIdleTimeout {
+		errs = append(errs, errors.New("sessions: VC_ACCESS_TOKEN_TTL <= VC_SESSION_IDLE_TIMEOUT <= VC_SESSION_LIFETIME must hold"))
+	}
+	if err := c.validateAudit(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -16,7 +16,9 @@ import (
 	"velocicompanion/eventstore"
 	"velocicompanion/projections"
 	"velocicompanion/projections/artifactlist"
+	"velocicompanion/projections/auditlog"
 	"velocicompanion/projections/caselist"
+	"velocicompanion/projections/notifications"
 	"velocicompanion/projections/tenantlist"
 	"velocicompanion/projections/userlist"
 )
@@ -27,6 +29,8 @@ func projectors() []projections.Projector {
 		tenantlist.Projector{},
 		userlist.Projector{},
 		artifactlist.Projector{},
+		auditlog.Projector{},
+		notifications.Projector{},
 		caselist.Projector{},
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"velocicompanion/adapters/auth"
 	"velocicompanion/adapters/httpapi"
 	"velocicompanion/adapters/kafka"
+	"velocicompanion/adapters/realtime"
 	"velocicompanion/commands"
 	"velocicompanion/domain"
 	"velocicompanion/domain/users"
@@ -104,6 +105,10 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	defer publisher.Close()
 	relay := eventstore.NewRelay(store, publisher, eventstore.RelayOptions{Logger: log, Registerer: reg})
+	auditJob, auditCheck, err := auditWiring(cfg, store, log, reg)
+	if err != nil {
+		return err
+	}
 
 	mw, closeMW, err := kafka.ConsumerMiddleware(kcfg, kafka.RouterOptions{}, log)
 	if err != nil {
@@ -128,6 +133,11 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	hub := realtime.NewHub(realtime.Options{}, reg)
+	feed, err := realtime.NewFeed(realtime.FeedConfig{Pool: db.app, Kafka: kcfg, Hub: hub, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 
 	api := httpapi.New(httpapi.Config{
 		TrustedProxies: cfg.TrustedProxies,
@@ -147,6 +157,14 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			"kafka":    func(ctx context.Context) error { return kafka.Ping(ctx, kcfg) },
 		},
 		AllowSelfRegistration: cfg.AllowSelfRegister,
+		AuditIntegrity:        auditCheck,
+		Sessions: commands.SessionPolicy{Lifetime: cfg.SessionLifetime, IdleTimeout: cfg.SessionIdleTimeout,
+			ReuseGrace: cfg.RefreshReuseGrace},
+		Live: hub,
+		TokenExpiry: func(token string) (time.Time, error) {
+			c, err := issuer.Parse(token, auth.TokenAccess)
+			return c.ExpiresAt, err
+		},
 	}, log, reg, reg)
 
 	srv := &http.Server{
@@ -165,7 +183,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	background := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -176,6 +194,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		}()
 	}
 	background("relay", relay.Run)
+	background("audit checkpoints", auditJob) // returns nil only: it logs and retries its failures
 	// The projectors outlive a Kafka outage: a runner that stops on an error
 	// (the broker unreachable at start, say) is replaced after a pause.
 	background("projections", func(ctx context.Context) error {
@@ -195,6 +214,8 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			}
 		}
 	})
+	// Live notifications: this replica's sockets close (1001) when it stops.
+	background("live notifications", func(ctx context.Context) error { defer hub.Close(); return feed.Run(ctx) })
 	background("http", func(ctx context.Context) error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err

@@ -40,10 +40,6 @@ func caseKey(tenant domain.TenantID, id cases.ID) eventstore.Key {
 	return eventstore.Key{Tenant: tenant, Type: "case", ID: string(id)}
 }
 
-func hostKey(tenant domain.TenantID, id hosts.ID) eventstore.Key {
-	return eventstore.Key{Tenant: tenant, Type: "host", ID: string(id)}
-}
-
 // checkAssignee refuses a user who is not an active member of tenant. An empty
 // user (unassigned) passes.
 func (h *Handler) checkAssignee(ctx context.Context, tenant domain.TenantID, user domain.UserID) error {

@@ -18,6 +18,7 @@ import (
 	"velocicompanion/projections/artifactlist"
 	"velocicompanion/projections/auditlog"
 	"velocicompanion/projections/caselist"
+	"velocicompanion/projections/hostsearch"
 	"velocicompanion/projections/notifications"
 	"velocicompanion/projections/tenantlist"
 	"velocicompanion/projections/userlist"
@@ -28,10 +29,11 @@ func projectors() []projections.Projector {
 	return []projections.Projector{
 		tenantlist.Projector{},
 		userlist.Projector{},
-		artifactlist.Projector{},
 		auditlog.Projector{},
-		notifications.Projector{},
+		artifactlist.Projector{},
 		caselist.Projector{},
+		hostsearch.Projector{},
+		notifications.Projector{},
 	}
 }
 

@@ -30,6 +30,7 @@ func registerTenantEvents(c *eventstore.Codec) {
 	eventstore.Register[tenants.Updated](c, 1)
 	eventstore.Register[tenants.Deactivated](c, 1)
 	eventstore.Register[tenants.Reactivated](c, 1)
+	eventstore.Register[tenants.PolicyChanged](c, 1)
 }
 
 func registerUserEvents(c *eventstore.Codec) {

@@ -78,9 +78,11 @@ type UpdateTenant struct {
 	Name        *string
 	Description *string
 	Active      *bool
-	IfMatch     int64
-	By          domain.UserID
-	Meta        eventstore.Metadata
+	// RequireVerifiedEmail sets the sign-in policy: see tenants.PolicyChanged.
+	RequireVerifiedEmail *bool
+	IfMatch              int64
+	By                   domain.UserID
+	Meta                 eventstore.Metadata
 }
 
 // UpdateTenant decides all of cmd's changes on one state and appends them
@@ -108,6 +110,13 @@ func (h *Handler) UpdateTenant(ctx context.Context, cmd UpdateTenant) (Result, e
 				}
 				out = append(out, events...)
 			}
+			if cmd.RequireVerifiedEmail != nil {
+				events, err := tenants.SetPolicy(s, *cmd.RequireVerifiedEmail, cmd.By)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, events...)
+			}
 			return out, nil
 		},
 		func(ctx context.Context, tx pgx.Tx, events []domain.Event) error {
@@ -121,6 +130,9 @@ func (h *Handler) UpdateTenant(ctx context.Context, cmd UpdateTenant) (Result, e
 					_, active := e.(tenants.Reactivated)
 					_, err = tx.Exec(ctx, `UPDATE tenant_registry SET active = $2, updated_at = now() WHERE tenant_id = $1`,
 						string(cmd.Tenant), active)
+				case tenants.PolicyChanged:
+					_, err = tx.Exec(ctx, `UPDATE tenant_registry SET require_verified_email = $2, updated_at = now() WHERE tenant_id = $1`,
+						string(cmd.Tenant), e.RequireVerifiedEmail)
 				}
 				if err != nil {
 					return uniqueAs(err, ErrTenantNameTaken)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,7 +20,10 @@ var (
 	ErrBadCredentials = domain.Unauthenticated("invalid_credentials", "incorrect username or password")
 	ErrUsernameTaken  = domain.Conflict("username_taken", "this username is already in use")
 	ErrEmailTaken     = domain.Conflict("email_taken", "this email address is already in use")
-	ErrTenantInactive = domain.NotFound("tenant_not_found", "tenant not found or inactive")
+	// ErrEmailNotVerified answers a correct password when the tenant requires
+	// a verified e-mail address and the account's is not.
+	ErrEmailNotVerified = domain.Forbidden("email_not_verified", "your tenant requires a verified e-mail address; use the link in the verification mail")
+	ErrTenantInactive   = domain.NotFound("tenant_not_found", "tenant not found or inactive")
 )
 
 func userKey(tenant domain.TenantID, id domain.UserID) eventstore.Key {
@@ -190,6 +194,23 @@ func (h *Handler) VerifyPassword(ctx context.Context, cmd Login) (Identity, erro
 	case s.Disabled || id.Status != "active":
 		h.recordFailure(ctx, key, meta, users.ReasonDisabled)
 		return Identity{}, users.ErrDisabled
+	}
+	var required, verified bool
+	if err := h.pool.QueryRow(ctx, `SELECT t.require_verified_email, i.email_verified
+		FROM identities i JOIN tenant_registry t ON t.tenant_id = i.tenant_id WHERE i.user_id = $1`,
+		string(id.User)).Scan(&required, &verified); err != nil {
+		return Identity{}, fmt.Errorf("sign-in policy: %w", err)
+	}
+	if required && !verified {
+		h.recordFailure(ctx, key, meta, "email_unverified")
+		// Send a verification link, as a required action, at most every ten
+		// minutes; the answer is the same whether one was sent.
+		var recent bool
+		if err := h.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM recovery_tokens
+			WHERE user_id = $1 AND purpose = $2 AND created_at > $3)`, string(id.User), purposeVerify, now.Add(-10*time.Minute)).Scan(&recent); err == nil && !recent {
+			_, _ = h.RequestEmailVerification(ctx, id.Tenant, id.User, meta)
+		}
+		return Identity{}, ErrEmailNotVerified
 	}
 	return id, nil
 }

@@ -62,7 +62,7 @@ func New(cfg Config, deps Deps, log *slog.Logger, reg prometheus.Registerer, gat
 		panic("httpapi: trusted proxies: " + err.Error())
 	}
 	s := &Server{cfg: cfg, deps: deps, engine: e, log: log,
-		recoveryLimit: newIPLimiter(10, 6*time.Minute)}
+		recoveryLimit: newIPLimiter(30, 20*time.Second)}
 	m := newMetrics(reg)
 	e.Use(requestIDs(log), recovery(), accessLog(m), securityHeaders(), cors(cfg.CORSOrigins), limitBody(cfg.MaxBodyBytes))
 	e.NoRoute(func(c *gin.Context) {

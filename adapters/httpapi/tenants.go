@@ -21,10 +21,12 @@ type tenantRead struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description"`
 	Active      bool            `json:"active"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
-	Version     int64           `json:"version"`
-	Position    int64           `json:"position,omitempty" doc:"global position of the write; pass it as min_position to read your own write"`
+	// RequireVerifiedEmail is the sign-in policy.
+	RequireVerifiedEmail bool      `json:"require_verified_email" doc:"users must verify their e-mail address before they can sign in"`
+	CreatedAt            time.Time `json:"created_at"`
+	UpdatedAt            time.Time `json:"updated_at"`
+	Version              int64     `json:"version"`
+	Position             int64     `json:"position,omitempty" doc:"global position of the write; pass it as min_position to read your own write"`
 }
 
 type createTenantRequest struct {
@@ -36,18 +38,22 @@ type updateTenantRequest struct {
 	Name        *string `json:"name,omitempty"`
 	Description *string `json:"description,omitempty"`
 	Active      *bool   `json:"active,omitempty" doc:"false deactivates the tenant: its users can no longer sign in"`
+	// RequireVerifiedEmail sets the sign-in policy.
+	RequireVerifiedEmail *bool `json:"require_verified_email,omitempty" doc:"true refuses sign-in to users whose e-mail address is not verified (they are mailed a link)"`
 }
 
 func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
 
 func tenantFromView(v commands.View[tenants.State], pos int64) tenantRead {
 	return tenantRead{ID: v.State.ID, Name: v.State.Name, Description: v.State.Description, Active: v.State.Active,
-		CreatedAt: v.CreatedAt.UTC(), UpdatedAt: v.UpdatedAt.UTC(), Version: v.Version, Position: pos}
+		RequireVerifiedEmail: v.State.RequireVerifiedEmail,
+		CreatedAt:            v.CreatedAt.UTC(), UpdatedAt: v.UpdatedAt.UTC(), Version: v.Version, Position: pos}
 }
 
 func tenantFromRow(t tenantlist.Tenant) tenantRead {
 	return tenantRead{ID: t.ID, Name: t.Name, Description: t.Description, Active: t.Active,
-		CreatedAt: t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(), Version: t.Version}
+		RequireVerifiedEmail: t.RequireVerifiedEmail,
+		CreatedAt:            t.CreatedAt.UTC(), UpdatedAt: t.UpdatedAt.UTC(), Version: t.Version}
 }
 
 // respondTenant answers a write with the tenant as of that write.
@@ -131,8 +137,8 @@ func (s *Server) updateTenant(c *gin.Context) {
 	}
 	p := mustPrincipal(c)
 	id := domain.TenantID(c.Param("id"))
-	if req.Name == nil && req.Description == nil && req.Active == nil {
-		fail(c, domain.Invalid("empty_update", "nothing to change: give name, description or active"))
+	if req.Name == nil && req.Description == nil && req.Active == nil && req.RequireVerifiedEmail == nil {
+		fail(c, domain.Invalid("empty_update", "nothing to change: give name, description, active or require_verified_email"))
 		return
 	}
 	ifMatch, ok := ifMatchVersion(c)
@@ -140,7 +146,8 @@ func (s *Server) updateTenant(c *gin.Context) {
 		return
 	}
 	res, err := s.deps.Commands.UpdateTenant(c.Request.Context(), commands.UpdateTenant{
-		Tenant: id, Name: req.Name, Description: req.Description, Active: req.Active, IfMatch: ifMatch,
+		Tenant: id, Name: req.Name, Description: req.Description, Active: req.Active,
+		RequireVerifiedEmail: req.RequireVerifiedEmail, IfMatch: ifMatch,
 		By: p.User, Meta: meta(c),
 	})
 	if err != nil {

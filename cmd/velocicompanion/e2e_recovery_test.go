@@ -103,8 +103,27 @@ func TestEndToEndPasswordResetAndVerification(t *testing.T) {
 	expectStatus(t, s.do(t, http.MethodPost, "/api/auth/verify-email/confirm", "", map[string]string{"token": token}),
 		http.StatusBadRequest, "verification token reuse")
 
+	// A tenant that requires verified addresses refuses sign-in until the
+	// user follows the link mailed to them at the refused attempt.
+	r = s.do(t, http.MethodPatch, "/api/tenants/"+tenant.ID, admin, map[string]any{"require_verified_email": true})
+	expectStatus(t, r, http.StatusOK, "require verified e-mail")
+	const bobAddr = "bob@acme.example"
+	r = s.do(t, http.MethodPost, "/api/users", admin, map[string]string{
+		"username": "bob", "password": "bob's own password", "email": bobAddr, "role": "viewer", "tenant_id": tenant.ID})
+	expectStatus(t, r, http.StatusCreated, "bob")
+	r = s.do(t, http.MethodPost, "/api/auth/login", "", map[string]string{"username": "bob", "password": "bob's own password"})
+	expectStatus(t, r, http.StatusForbidden, "unverified sign-in")
+	if code := r.errorCode(t); code != "email_not_verified" {
+		t.Fatalf("unverified sign-in answered %s", code)
+	}
+	bobToken := mailedToken(t, mp, bobAddr, "verify", 1)
+	expectStatus(t, s.do(t, http.MethodPost, "/api/auth/verify-email/confirm", "", map[string]string{"token": bobToken}), http.StatusOK, "bob verifies")
+	s.login(t, "bob", "bob's own password")
+	// Alice verified earlier and still signs in.
+	s.login(t, "alice", "the second password")
+
 	// No token or password is in the events or the server's log.
-	assertEventsClean(t, s, []string{first, second, token, "the first password", "the second password"},
+	assertEventsClean(t, s, []string{first, second, token, bobToken, "the first password", "the second password"},
 		"user.password_reset_requested", "user.password_changed", "user.email_verification_requested", "user.email_verified")
 	_, logs := s.output()
 	for _, secret := range []string{first, second, token, "the second password"} {

@@ -81,6 +81,8 @@ type State struct {
 	Active      bool
 	Name        string
 	Description string
+	// RequireVerifiedEmail is the sign-in policy: see PolicyChanged.
+	RequireVerifiedEmail bool
 }
 
 // Errors returned by the decisions, besides domain.ErrNotFound.
@@ -186,6 +188,8 @@ func Evolve(s State, e domain.Event) State {
 		s.Active = false
 	case Reactivated:
 		s.Active = true
+	case PolicyChanged:
+		s.RequireVerifiedEmail = e.RequireVerifiedEmail
 	}
 	return s
 }

@@ -52,6 +52,10 @@ func (Projector) Apply(ctx context.Context, tx pgx.Tx, env eventstore.Envelope) 
 		_, err = tx.Exec(ctx, `UPDATE tenant_list SET name = $2, name_key = $3, description = $4, updated_at = $5, version = $6
 			WHERE tenant_id = $1 AND version < $6`,
 			string(env.Tenant), e.Name, strings.ToLower(e.Name), e.Description, env.RecordedAt, int64(env.Version))
+	case tenants.PolicyChanged:
+		_, err = tx.Exec(ctx, `UPDATE tenant_list SET require_verified_email = $2, updated_at = $3, version = $4
+			WHERE tenant_id = $1 AND version < $4`,
+			string(env.Tenant), e.RequireVerifiedEmail, env.RecordedAt, int64(env.Version))
 	case tenants.Deactivated, tenants.Reactivated:
 		_, isActive := e.(tenants.Reactivated)
 		_, err = tx.Exec(ctx, `UPDATE tenant_list SET active = $2, updated_at = $3, version = $4
@@ -67,17 +71,19 @@ type Tenant struct {
 	Name        string
 	Description string
 	Active      bool
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-	Version     int64
+	// RequireVerifiedEmail is the tenant's sign-in policy.
+	RequireVerifiedEmail bool
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+	Version              int64
 }
 
-const columns = `tenant_id, name, description, active, created_at, updated_at, version`
+const columns = `tenant_id, name, description, active, require_verified_email, created_at, updated_at, version`
 
 func scan(row pgx.Row) (Tenant, error) {
 	var t Tenant
 	var id string
-	err := row.Scan(&id, &t.Name, &t.Description, &t.Active, &t.CreatedAt, &t.UpdatedAt, &t.Version)
+	err := row.Scan(&id, &t.Name, &t.Description, &t.Active, &t.RequireVerifiedEmail, &t.CreatedAt, &t.UpdatedAt, &t.Version)
 	t.ID = domain.TenantID(id)
 	return t, err
 }

@@ -51,6 +51,8 @@ type Handler struct {
 
 	mailer  Mailer
 	mailLog *slog.Logger
+
+	signIn signInConfig // second factors and sign-in throttling (totp.go)
 }
 
 // Option configures a Handler.

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -300,7 +302,8 @@ func (h *Handler) Refresh(ctx context.Context, cmd Refresh) (Session, error) {
 	switch {
 	case errors.Is(err, errNotFresh):
 		if err := h.detectReuse(ctx, hash, cmd.Meta, p.ReuseGrace, now); err != nil {
-			return Session{}, err
+			// The client's answer does not depend on the bookkeeping.
+			slog.Default().Error("refresh token reuse not recorded", slog.String("error", err.Error()))
 		}
 		return Session{}, ErrRefreshInvalid
 	case err != nil:
@@ -331,18 +334,31 @@ func (h *Handler) detectReuse(ctx context.Context, hash []byte, meta eventstore.
 		return nil // lost a race with another tab of the same client
 	}
 	meta.Actor, meta.ActorType = user, "user"
-	_, err = h.update(ctx, userKey(domain.TenantID(tenant), domain.UserID(user)), meta, 0,
-		func(history []domain.Event) ([]domain.Event, error) {
-			open, err := h.sessionOpen(ctx, sid)
-			if err != nil {
-				return nil, err
-			}
-			return users.RecordRefreshReuse(domain.Fold(users.Evolve, history), sid, open,
-				meta.SourceIP, meta.UserAgent, *usedAt, now)
-		},
-		func(ctx context.Context, tx pgx.Tx, events []domain.Event) error {
-			return revokeSessions(ctx, tx, events, now)
-		})
+	// Every replay is a security event that must be recorded, even when many
+	// arrive at once (an attacker racing the client): keep retrying lost
+	// version races, with a growing random pause, well beyond the usual few.
+	for attempt := 1; ; attempt++ {
+		_, err = h.update(ctx, userKey(domain.TenantID(tenant), domain.UserID(user)), meta, 0,
+			func(history []domain.Event) ([]domain.Event, error) {
+				open, err := h.sessionOpen(ctx, sid)
+				if err != nil {
+					return nil, err
+				}
+				return users.RecordRefreshReuse(domain.Fold(users.Evolve, history), sid, open,
+					meta.SourceIP, meta.UserAgent, *usedAt, now)
+			},
+			func(ctx context.Context, tx pgx.Tx, events []domain.Event) error {
+				return revokeSessions(ctx, tx, events, now)
+			})
+		if !errors.Is(err, eventstore.ErrVersionConflict) || attempt == 25 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt) * time.Duration(1+mrand.IntN(5)) * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("record refresh token reuse: %w", err)
 	}

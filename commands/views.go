@@ -53,3 +53,12 @@ func (h *Handler) UserView(ctx context.Context, tenant domain.TenantID, id domai
 	}
 	return v, err
 }
+
+// UserMFAView is UserView with the state of the user's second factor.
+func (h *Handler) UserMFAView(ctx context.Context, tenant domain.TenantID, id domain.UserID) (View[users.MFAState], error) {
+	v, err := view(ctx, h, userKey(tenant, id), users.EvolveMFA)
+	if err == nil && v.State.Deleted {
+		return View[users.MFAState]{}, domain.ErrNotFound
+	}
+	return v, err
+}

@@ -79,7 +79,7 @@ type sightArtifactRequest struct {
 
 // artifactRoutes are the artifact (observable) routes.
 func (s *Server) artifactRoutes() []op {
-	page, minPos := pageParams, minPositionParam
+	page := pageParams
 	sorting := []param{
 		{Name: "sort", In: "query", Desc: "created_at (default), last_seen, first_seen, sightings or value"},
 		{Name: "order", In: "query", Desc: "asc or desc (default desc, asc for value)"},
@@ -101,7 +101,7 @@ func (s *Server) artifactRoutes() []op {
 		{method: http.MethodGet, path: "/api/artifacts", summary: "List the tenant's artifacts (observables)", tag: "artifacts", access: anyUser, query: list, resp: []artifactRead{}, handler: s.listArtifacts},
 		{method: http.MethodPost, path: "/api/artifacts", summary: "Add an artifact to a case and/or host; 201 when new, 200 with the existing artifact when its value is already one in that case (or on that host), whose sightings it counts", tag: "artifacts", access: roleList, roles: artifactWriters, req: createArtifactRequest{}, resp: artifactRead{}, status: http.StatusCreated, handler: s.createArtifact},
 		{method: http.MethodGet, path: "/api/artifacts/lookup", summary: "Find every artifact of the tenant with a value, across cases and hosts", tag: "artifacts", access: anyUser, query: append(append(lookup, sorting...), page...), resp: []artifactRead{}, handler: s.lookupArtifacts},
-		{method: http.MethodGet, path: "/api/artifacts/:id", summary: "Get an artifact", tag: "artifacts", access: anyUser, query: minPos, resp: artifactRead{}, handler: s.getArtifact},
+		{method: http.MethodGet, path: "/api/artifacts/:id", summary: "Get an artifact", tag: "artifacts", access: anyUser, resp: artifactRead{}, handler: s.getArtifact},
 		{method: http.MethodPatch, path: "/api/artifacts/:id", summary: "Change an artifact's description, tags, TLP, IOC flag, source or metadata (If-Match supported)", tag: "artifacts", access: roleList, roles: artifactWriters, req: updateArtifactRequest{}, resp: artifactRead{}, handler: s.updateArtifact},
 		{method: http.MethodDelete, path: "/api/artifacts/:id", summary: "Delete an artifact (soft: history is kept; the value may be added again as a new artifact)", tag: "artifacts", access: roleList, roles: artifactDeleters, status: http.StatusNoContent, handler: s.deleteArtifact},
 		{method: http.MethodPost, path: "/api/artifacts/:id/sightings", summary: "Record that an artifact's value was seen again", tag: "artifacts", access: roleList, roles: artifactWriters, req: sightArtifactRequest{}, resp: artifactRead{}, handler: s.sightArtifact},
@@ -189,18 +189,17 @@ func (s *Server) createArtifact(c *gin.Context) {
 	s.respondArtifact(c, http.StatusCreated, p.Tenant, res.Result)
 }
 
+// getArtifact reads one artifact from its stream, so that it is always as of
+// the latest write (a deleted artifact is gone at once), like a case.
 func (s *Server) getArtifact(c *gin.Context) {
 	p := mustPrincipal(c)
-	if !s.waitMinPosition(c, artifactlist.Name) {
-		return
-	}
-	a, err := artifactlist.Get(c.Request.Context(), s.deps.Reads, p.Tenant, artifacts.ID(c.Param("id")))
+	v, err := s.deps.Commands.ArtifactView(c.Request.Context(), p.Tenant, artifacts.ID(c.Param("id")))
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.Header("ETag", etag(a.Version))
-	c.JSON(http.StatusOK, artifactFromRow(a))
+	c.Header("ETag", etag(v.Version))
+	c.JSON(http.StatusOK, artifactFromView(v))
 }
 
 var errEmptyArtifactUpdate = domain.Invalid("empty_update", "nothing to change: give description, tags, tlp, is_ioc, source or artifact_metadata")

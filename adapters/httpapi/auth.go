@@ -214,6 +214,7 @@ func utf8Start(b byte) bool { return b < 0x80 || b >= 0xC0 }
 type loginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	TOTPCode string `json:"totp_code,omitempty" doc:"for accounts with two-factor authentication: a code (or recovery code) to sign in in one request; the OAuth2 form takes it as the first word of scope"`
 }
 
 type tokenResponse struct {
@@ -230,6 +231,11 @@ func (s *Server) login(c *gin.Context) {
 	switch {
 	case mt == "application/x-www-form-urlencoded":
 		if err := c.Request.ParseForm(); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				abortJSON(c, http.StatusRequestEntityTooLarge, errBodyTooLarge.Code, errBodyTooLarge.Message)
+				return
+			}
 			fail(c, domain.Invalid("invalid_form", "malformed form body"))
 			return
 		}
@@ -238,6 +244,7 @@ func (s *Server) login(c *gin.Context) {
 			return
 		}
 		req.Username, req.Password = c.Request.PostForm.Get("username"), c.Request.PostForm.Get("password")
+		req.TOTPCode = scopeCode(c.Request.PostForm.Get("scope"))
 	case isJSON(c.Request):
 		if !bindJSON(c, &req) {
 			return
@@ -251,14 +258,7 @@ func (s *Server) login(c *gin.Context) {
 		fail(c, domain.Invalid("credentials_required", "username and password are required"))
 		return
 	}
-	sess, err := s.deps.Commands.SignIn(c.Request.Context(), commands.Login{
-		Username: req.Username, Password: req.Password, Meta: meta(c),
-	}, s.deps.Sessions)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	s.respondTokens(c, sess)
+	s.signInWithPassword(c, req.Username, req.Password, req.TOTPCode)
 }
 
 // respondTokens answers a sign-in or refresh with a new access token for
@@ -282,13 +282,15 @@ func (s *Server) me(c *gin.Context) {
 	if !ok {
 		return
 	}
-	v, err := s.deps.Commands.UserView(c.Request.Context(), p.Tenant, p.User)
+	v, err := s.deps.Commands.UserMFAView(c.Request.Context(), p.Tenant, p.User)
 	if err != nil {
 		fail(c, err)
 		return
 	}
+	out := userFromState(commands.View[users.State]{State: v.State.State, Version: v.Version, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt})
+	out.TOTPEnabled = v.State.MFAEnabled
 	c.Header("ETag", etag(v.Version))
-	c.JSON(http.StatusOK, userFromState(v))
+	c.JSON(http.StatusOK, out)
 }
 
 // registerRequest is the body of POST /api/auth/register.

@@ -32,6 +32,11 @@ type Deps struct {
 	// AuditIntegrity verifies a tenant against its latest signed audit
 	// checkpoint; without it GET /api/audit/integrity answers 503.
 	AuditIntegrity IntegrityFunc
+	// MFATokens issues and verifies the tokens of a two-step sign-in;
+	// without it accounts with a second factor cannot sign in (503).
+	MFATokens MFATokens
+	// SIEM manages the tenant's SIEM destinations (siem.go).
+	SIEM SIEMDeps
 }
 
 var (
@@ -51,6 +56,7 @@ func (s *Server) routes(g prometheus.Gatherer) []op {
 		s.artifactRoutes(),
 		s.notificationRoutes(),
 		s.auditRoutes(),
+		s.siemRoutes(),
 	} {
 		all = append(all, group...)
 	}
@@ -80,7 +86,12 @@ func (s *Server) identityRoutes(g prometheus.Gatherer) []op {
 		{method: http.MethodGet, path: "/docs", summary: "Interactive API documentation", tag: "meta", access: public, raw: "text/html", handler: s.docs},
 
 		{method: http.MethodPost, path: "/api/auth/register", summary: "Create an account (administrators; anonymous only when self-registration is enabled)", tag: "auth", access: public, req: registerRequest{}, resp: userRead{}, status: http.StatusCreated, handler: s.register},
-		{method: http.MethodPost, path: "/api/auth/login", summary: "Sign in with username and password", tag: "auth", access: public, req: loginRequest{}, form: true, resp: tokenResponse{}, handler: s.login},
+		{method: http.MethodPost, path: "/api/auth/login", summary: "Sign in with username and password (an account with two-factor authentication answers mfa_required and an mfa_token for POST /api/auth/login/mfa instead of tokens, unless totp_code came along)", tag: "auth", access: public, req: loginRequest{}, form: true, resp: tokenResponse{}, handler: s.login},
+		{method: http.MethodPost, path: "/api/auth/login/mfa", summary: "Second step of a two-factor sign-in: the mfa_token with a TOTP code or a recovery code, for the access and refresh tokens", tag: "auth", access: public, req: mfaLoginRequest{}, resp: tokenResponse{}, handler: s.loginMFA},
+		{method: http.MethodPost, path: "/api/auth/2fa/setup", summary: "Start setting up TOTP two-factor authentication: a new secret with its otpauth URI and QR code (shown once)", tag: "auth", access: anyUser, resp: totpSetupResponse{}, handler: s.setupTOTP},
+		{method: http.MethodPost, path: "/api/auth/2fa/verify", summary: "Turn two-factor authentication on with a code of the new secret; answers ten recovery codes, once", tag: "auth", access: anyUser, req: totpCodeRequest{}, resp: mfaStatusResponse{}, handler: s.verifyTOTP},
+		{method: http.MethodPost, path: "/api/auth/2fa/disable", summary: "Turn two-factor authentication off with the password and a code (or a recovery code); ends your other sessions", tag: "auth", access: anyUser, req: totpDisableRequest{}, resp: mfaStatusResponse{}, handler: s.disableTOTP},
+		{method: http.MethodPost, path: "/api/auth/2fa/recovery-codes", summary: "Replace your recovery codes with ten new ones (shown once), proven with a code", tag: "auth", access: anyUser, req: totpCodeRequest{}, resp: recoveryCodesResponse{}, handler: s.regenerateRecoveryCodes},
 		{method: http.MethodGet, path: "/api/auth/me", summary: "The signed-in account", tag: "auth", access: anyUser, resp: userRead{}, handler: s.me},
 		{method: http.MethodPost, path: "/api/auth/refresh", summary: "Exchange a refresh token for a new access and refresh token (single use; a replay ends the session)", tag: "auth", access: public, req: refreshRequest{}, form: true, resp: tokenResponse{}, handler: s.refresh},
 		{method: http.MethodPost, path: "/api/auth/logout", summary: "End the current session: its access and refresh tokens stop working", tag: "auth", access: anyUser, status: http.StatusNoContent, handler: s.logout},

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -48,6 +49,11 @@ func (s *Server) refresh(c *gin.Context) {
 	switch {
 	case c.ContentType() == "application/x-www-form-urlencoded":
 		if err := c.Request.ParseForm(); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				abortJSON(c, http.StatusRequestEntityTooLarge, errBodyTooLarge.Code, errBodyTooLarge.Message)
+				return
+			}
 			fail(c, domain.Invalid("invalid_form", "malformed form body"))
 			return
 		}

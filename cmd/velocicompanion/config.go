@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+
+	atrest "velocicompanion/adapters/secrets"
 )
 
 // config is every setting of the server. Each has an environment variable
@@ -27,6 +29,8 @@ type config struct {
 	JWTAudience       string
 	AccessTokenTTL    time.Duration
 	MasterKey         string
+	MasterKeyOld      string
+	TOTPIssuer        string
 	TrustedProxies    []string
 	CORSOrigins       []string
 	MaxBodyBytes      int64
@@ -51,6 +55,14 @@ type config struct {
 	SessionLifetime    time.Duration
 	SessionIdleTimeout time.Duration
 	RefreshReuseGrace  time.Duration
+	// Sign-in throttling per client address.
+	LoginIPMaxFailures int
+	LoginIPWindow      time.Duration
+	// SIEM forwarding.
+	SIEMForward         bool
+	SIEMAttempts        int
+	SIEMDeadLetterTopic string
+	SIEMRefresh         time.Duration
 }
 
 // embeddedKafka reports whether the server runs its own in-process broker.
@@ -104,7 +116,7 @@ func settings(c *config) []setting {
 			return nil
 		}
 	}
-	var partitions, smtpPort int64
+	var partitions, smtpPort, ipFailures int64
 	return []setting{
 		{"http-addr", ":8000", "address the HTTP API listens on", str(&c.HTTPAddr)},
 		{"database-url", "postgres://postgres@127.0.0.1:5432/velocicompanion?sslmode=disable", "PostgreSQL URL (DATABASE_URL is also read)", str(&c.DatabaseURL)},
@@ -119,12 +131,22 @@ func settings(c *config) []setting {
 			return nil
 		}},
 		{"kafka-embedded-addr", "127.0.0.1:19092", "listen address of the embedded broker (loopback only)", str(&c.KafkaEmbeddedAddr)},
-		{"data-dir", "./.data", "directory for the embedded broker's data and the generated development JWT key", str(&c.DataDir)},
+		{"data-dir", "./.data", "directory for the embedded broker's data and the generated development keys (JWT, master key)", str(&c.DataDir)},
 		{"jwt-secret", "", "HMAC key for access tokens, at least 32 bytes; generated into the data dir when unset with the embedded broker", str(&c.JWTSecret)},
 		{"jwt-issuer", "velocicompanion", "iss claim of access tokens", str(&c.JWTIssuer)},
 		{"jwt-audience", "velocicompanion-api", "aud claim of access tokens", str(&c.JWTAudience)},
 		{"access-token-ttl", "15m", "lifetime of access tokens", dur(&c.AccessTokenTTL)},
-		{"master-key", "", "base64 of 32 bytes: AES-256-GCM key for secrets at rest", str(&c.MasterKey)},
+		{"master-key", "", "base64 of 32 bytes: AES-256-GCM key for secrets at rest (TOTP secrets); generated into the data dir when unset with the embedded broker", str(&c.MasterKey)},
+		{"master-key-old", "", "comma-separated base64 master keys retired by a rotation: they only open secrets sealed before it", str(&c.MasterKeyOld)},
+		{"totp-issuer", "VelociCompanion", "the name authenticator apps show for this installation's two-factor codes", str(&c.TOTPIssuer)},
+		{"login-ip-max-failures", "20", "failed sign-ins one client address may make within --login-ip-window before it is refused (429) until the window ends", func(v string) error {
+			if err := integer(&ipFailures)(v); err != nil {
+				return err
+			}
+			c.LoginIPMaxFailures = int(ipFailures)
+			return nil
+		}},
+		{"login-ip-window", "5m", "the window of --login-ip-max-failures, from an address's first failure", dur(&c.LoginIPWindow)},
 		{"trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is trusted; empty trusts none", list(&c.TrustedProxies)},
 		{"cors-origins", "", "comma-separated browser origins allowed to call the API", list(&c.CORSOrigins)},
 		{"max-body-bytes", "1048576", "largest accepted request body", integer(&c.MaxBodyBytes)},
@@ -160,6 +182,17 @@ func settings(c *config) []setting {
 			c.RefreshReuseGrace = d
 			return nil
 		}},
+		{"siem-forward", "true", "run the SIEM forwarders on this replica (each destination is its own Kafka consumer group siem.v1.<id>)", boolean(&c.SIEMForward)},
+		{"siem-attempts", "8", "delivery attempts of one event to a SIEM destination, with exponential back-off, before it goes to the dead-letter topic", func(v string) error {
+			var n int64
+			if err := integer(&n)(v); err != nil {
+				return err
+			}
+			c.SIEMAttempts = int(n)
+			return nil
+		}},
+		{"siem-dead-letter-topic", "", "Kafka topic of events a SIEM destination gave up on; empty uses the events topic's poison topic (<topic>.poison)", str(&c.SIEMDeadLetterTopic)},
+		{"siem-refresh", "10s", "how often the forwarders pick up added, changed and removed SIEM destinations", dur(&c.SIEMRefresh)},
 	}
 }
 
@@ -201,11 +234,17 @@ func (c config) validate() error {
 	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
 		errs = append(errs, errors.New("VC_JWT_SECRET must be at least 32 bytes"))
 	}
-	if c.MasterKey != "" {
-		k, err := base64.StdEncoding.DecodeString(c.MasterKey)
-		if err != nil || len(k) != 32 {
-			errs = append(errs, errors.New("VC_MASTER_KEY must be the base64 encoding of 32 bytes"))
+	switch {
+	case c.MasterKey != "":
+		if _, err := atrest.ParseKeyring(c.MasterKey, c.MasterKeyOld); err != nil {
+			errs = append(errs, fmt.Errorf("VC_MASTER_KEY / VC_MASTER_KEY_OLD: %w", err))
 		}
+	case strings.TrimSpace(c.MasterKeyOld) != "" && !c.embeddedKafka():
+		errs = append(errs, errors.New("VC_MASTER_KEY_OLD needs VC_MASTER_KEY, the key that seals from now on"))
+	}
+	if c.TOTPIssuer == "" || len(c.TOTPIssuer) > 128 || strings.Contains(c.TOTPIssuer, ":") ||
+		strings.ContainsFunc(c.TOTPIssuer, unicode.IsControl) {
+		errs = append(errs, errors.New("VC_TOTP_ISSUER must be 1 to 128 bytes without a colon or control character"))
 	}
 	if c.SessionIdleTimeout < c.AccessTokenTTL || c.SessionLifetime < c.SessionIdleTimeout {
 		errs = append(errs, errors.New("sessions: VC_ACCESS_TOKEN_TTL <= VC_SESSION_IDLE_TIMEOUT <= VC_SESSION_LIFETIME must hold"))

@@ -25,6 +25,8 @@ import (
 	"velocicompanion/adapters/httpapi"
 	"velocicompanion/adapters/kafka"
 	"velocicompanion/adapters/realtime"
+	atrest "velocicompanion/adapters/secrets"
+	"velocicompanion/adapters/totp"
 	"velocicompanion/commands"
 	"velocicompanion/domain"
 	"velocicompanion/domain/users"
@@ -70,6 +72,14 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var sealer commands.Sealer // stays a nil interface without a master key
+	keyring, err := masterKeyring(cfg, log)
+	if err != nil {
+		return err
+	}
+	if keyring != nil {
+		sealer = keyring
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -84,7 +94,9 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if mailer != nil {
 		sendMail = mailer
 	}
-	handler := commands.New(store, hasher, commands.WithMailer(sendMail, log))
+	handler := commands.New(store, hasher, commands.WithMailer(sendMail, log),
+		commands.WithMFA(sealer, totpEdge{}, cfg.TOTPIssuer),
+		commands.WithLoginThrottle(cfg.LoginIPMaxFailures, cfg.LoginIPWindow))
 	if err := handler.EnsurePlatformTenant(ctx); err != nil {
 		return fmt.Errorf("platform tenant: %w", err)
 	}
@@ -146,9 +158,10 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		ReadWait:       cfg.ReadWait,
 		Version:        version,
 	}, httpapi.Deps{
-		Commands: handler,
-		Reads:    db.app,
-		Tokens:   tokens{issuer},
+		Commands:  handler,
+		Reads:     db.app,
+		Tokens:    tokens{issuer},
+		MFATokens: tokens{issuer},
 		WaitFor: func(ctx context.Context, projector string, tenant domain.TenantID, position int64, max time.Duration) error {
 			return projections.WaitFor(ctx, db.app, projector, tenant, position, max)
 		},
@@ -158,6 +171,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		},
 		AllowSelfRegistration: cfg.AllowSelfRegister,
 		AuditIntegrity:        auditCheck,
+		SIEM:                  siemDeps(handler, keyring),
 		Sessions: commands.SessionPolicy{Lifetime: cfg.SessionLifetime, IdleTimeout: cfg.SessionIdleTimeout,
 			ReuseGrace: cfg.RefreshReuseGrace},
 		Live: hub,
@@ -183,7 +197,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 16) // at least one slot per background task, so none blocks
 	background := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -216,6 +230,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	})
 	// Live notifications: this replica's sockets close (1001) when it stops.
 	background("live notifications", func(ctx context.Context) error { defer hub.Close(); return feed.Run(ctx) })
+	background("siem forwarders", runSIEMForwarders(cfg, handler, keyring, kcfg, log, reg))
 	background("http", func(ctx context.Context) error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -313,4 +328,97 @@ func (t tokens) VerifyAccess(token string) (httpapi.Claims, error) {
 	return httpapi.Claims{User: c.User, Tenant: c.Tenant, Role: string(c.Role), Session: c.Session, Epoch: c.Epoch}, nil
 }
 
+func (t tokens) IssueMFA(c httpapi.Claims) (string, time.Time, error) {
+	tok, claims, err := t.issuer.IssueMFA(auth.Subject{User: c.User, Tenant: c.Tenant, Role: usersRole(c.Role), Epoch: c.Epoch})
+	return tok, claims.ExpiresAt, err
+}
+
+func (t tokens) VerifyMFA(token string) (httpapi.MFAClaims, error) {
+	c, err := t.issuer.Parse(token, auth.TokenMFA)
+	if err != nil {
+		return httpapi.MFAClaims{}, err
+	}
+	return httpapi.MFAClaims{
+		Claims: httpapi.Claims{User: c.User, Tenant: c.Tenant, Role: string(c.Role), Session: c.Session, Epoch: c.Epoch},
+		ID:     c.ID, ExpiresAt: c.ExpiresAt,
+	}, nil
+}
+
 func usersRole(r string) users.Role { return users.Role(r) }
+
+// masterKeyring returns the keyring that seals secrets at rest (TOTP
+// secrets): VC_MASTER_KEY with VC_MASTER_KEY_OLD; in the embedded development
+// set-up without one, a key generated once into the data directory. In
+// production (external Kafka) without one it returns nil and logs a warning:
+// setting up two-factor authentication then answers 503 mfa_unavailable.
+func masterKeyring(cfg config, log *slog.Logger) (*atrest.Keyring, error) {
+	current, source := cfg.MasterKey, "VC_MASTER_KEY"
+	if current == "" {
+		if !cfg.embeddedKafka() {
+			log.Warn("VC_MASTER_KEY is not set: two-factor authentication is unavailable (setup answers 503 mfa_unavailable, " +
+				"TOTP codes of enrolled users cannot be checked); set it to the base64 of 32 random bytes and back it up")
+			return nil, nil
+		}
+		key, path, err := devMasterKey(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("development master key: %w", err)
+		}
+		current, source = key, path
+	}
+	kr, err := atrest.ParseKeyring(current, cfg.MasterKeyOld)
+	if err != nil {
+		return nil, fmt.Errorf("master key (%s): %w", source, err)
+	}
+	log.Info("secrets at rest are sealed with the master key", slog.String("key_id", kr.CurrentKeyID()), slog.String("source", source))
+	return kr, nil
+}
+
+// devMasterKey returns, in base64, the master key kept in the data directory
+// for the embedded development set-up, generating it on first use.
+func devMasterKey(dataDir string) (string, string, error) {
+	path := filepath.Join(dataDir, "master.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), path, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", path, err
+	}
+	key := make([]byte, atrest.KeyLen)
+	if _, err := rand.Read(key); err != nil {
+		return "", path, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", path, err
+	}
+	enc := base64.StdEncoding.EncodeToString(key)
+	// O_EXCL: two servers starting on one data directory keep the first key.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return devMasterKey(dataDir)
+	}
+	if err != nil {
+		return "", path, err
+	}
+	if _, err := f.WriteString(enc + "\n"); err != nil {
+		f.Close()
+		return "", path, err
+	}
+	return enc, path, f.Close()
+}
+
+// totpEdge adapts adapters/totp to commands.OTP.
+type totpEdge struct{}
+
+func (totpEdge) Generate(issuer, account string) (commands.OTPSecret, error) {
+	s, err := totp.Generate(issuer, account)
+	return commands.OTPSecret{Base32: s.Base32, URI: s.URI, QRPNG: s.QRPNG}, err
+}
+
+func (totpEdge) Verify(secret, code string, now time.Time, lastUsedStep int64) (int64, bool) {
+	return totp.Verify(secret, code, now, lastUsedStep)
+}
+
+func (totpEdge) NewRecoveryCodes(n int) ([]string, []string, error) { return totp.NewRecoveryCodes(n) }
+
+func (totpEdge) MatchRecoveryCode(code string, hashes []string) (int, bool) {
+	return totp.MatchRecoveryCode(code, hashes)
+}

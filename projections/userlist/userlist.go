@@ -66,6 +66,10 @@ func (Projector) Apply(ctx context.Context, tx pgx.Tx, env eventstore.Envelope) 
 		return set(`username = $5, username_key = $6`, e.To, users.UsernameKey(e.To))
 	case users.EmailChanged:
 		return set(`email = $5, email_verified = false`, e.To)
+	case users.MFAEnabled:
+		return set(`totp_enabled = true`)
+	case users.MFADisabled:
+		return set(`totp_enabled = false`)
 	case users.EmailVerified:
 		return set(`email_verified = lower(email) = lower($5)`, e.Email)
 	case users.PasswordResetRequested, users.EmailVerificationRequested:

@@ -1365,16 +1365,7 @@ func NormalizeTags(tags []string) ([]string, error) {
 
 // normalizeTagList is NormalizeTags without the limit on their number.
 func normalizeTagList(tags []string) ([]string, error) {
-	var out []string
-	for _, raw := range tags {
-		t := strings.ToLower(strings.TrimSpace(raw))
-		if n := utf8.RuneCountInString(t); n == 0 || n > MaxTagLen || !utf8.ValidString(raw) || strings.IndexFunc(t, notPrintable) >= 0 {
-			return nil, domain.Invalid(ErrTagInvalid.Code, "tag %q must be 1 to %d printable characters", raw, MaxTagLen)
-		}
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	return domain.NormalizeWords(tags, MaxTagLen, ErrTagInvalid.Code, "tag")
 }
 
 // NormalizeTechniques returns the MITRE ATT&CK technique ids in ids trimmed,

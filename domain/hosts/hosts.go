@@ -766,16 +766,7 @@ func NormalizeLabels(labels []string) ([]string, error) {
 
 // normalizeLabelList is NormalizeLabels without the limit on their number.
 func normalizeLabelList(labels []string) ([]string, error) {
-	var out []string
-	for _, raw := range labels {
-		l := strings.ToLower(strings.TrimSpace(raw))
-		if n := utf8.RuneCountInString(l); n == 0 || n > MaxLabelLen || !utf8.ValidString(raw) || strings.IndexFunc(l, notPrintable) >= 0 {
-			return nil, domain.Invalid(ErrLabelInvalid.Code, "label %q must be 1 to %d printable characters", raw, MaxLabelLen)
-		}
-		out = append(out, l)
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	return domain.NormalizeWords(labels, MaxLabelLen, ErrLabelInvalid.Code, "label")
 }
 
 // CheckMetadata returns raw in canonical form if it is a JSON object: compact,

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -232,6 +233,11 @@ func (s *Server) testSIEMDestination(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(ctx, siemTestTimeout)
 	defer cancel()
 	if err := s.deps.SIEM.Test(ctx, d, secret); err != nil {
+		var de *domain.Error
+		if errors.As(err, &de) {
+			fail(c, err)
+			return
+		}
 		c.JSON(http.StatusOK, siemTestResult{Error: err.Error()})
 		return
 	}

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -28,6 +30,8 @@ const ecsVersion = "8.11.0"
 
 // ElasticConfig says where and how an ElasticSender delivers.
 type ElasticConfig struct {
+	// Control, if set, vets every address dialled (see NetPolicy.Control).
+	Control    func(network, address string, c syscall.RawConn) error
 	URL        string // base URL of an Elasticsearch node or proxy
 	APIKey     string // base64 API key, sent as "Authorization: ApiKey <key>"; never part of an error
 	DataStream string // DefaultDataStream when empty
@@ -57,6 +61,12 @@ func NewElasticSender(cfg ElasticConfig) (*ElasticSender, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.TLS != nil {
 		tr.TLSClientConfig = cfg.TLS.Clone()
+	}
+	if cfg.Control != nil {
+		// Dial the destination itself, never an environment proxy, so that
+		// the address vetted is the address reached.
+		tr.Proxy = nil
+		tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: cfg.Control}).DialContext
 	}
 	client, err := elasticsearch.NewClient(elasticsearch.Config{
 		Addresses:     []string{cfg.URL},

@@ -9,16 +9,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
 // HECConfig says where and how an HECSender delivers to a Splunk HTTP Event
 // Collector.
 type HECConfig struct {
+	// Control, if set, vets every address dialled (see NetPolicy.Control).
+	Control func(network, address string, c syscall.RawConn) error
 	// URL is the collector's base URL, e.g. https://splunk:8088; the sender
 	// posts to /services/collector/event under it.
 	URL string
@@ -77,6 +81,12 @@ func NewHECSender(cfg HECConfig) (*HECSender, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if cfg.TLS != nil {
 		tr.TLSClientConfig = cfg.TLS.Clone()
+	}
+	if cfg.Control != nil {
+		// Dial the destination itself, never an environment proxy, so that
+		// the address vetted is the address reached.
+		tr.Proxy = nil
+		tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: cfg.Control}).DialContext
 	}
 	base := strings.TrimSuffix(u.String(), "/")
 	var ch [16]byte

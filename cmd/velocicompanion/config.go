@@ -4,11 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"velocicompanion/adapters/siem"
 
 	atrest "velocicompanion/adapters/secrets"
 )
@@ -60,6 +62,7 @@ type config struct {
 	LoginIPWindow      time.Duration
 	// SIEM forwarding.
 	SIEMForward         bool
+	SIEMAllowedNetworks []netip.Prefix
 	SIEMAttempts        int
 	SIEMDeadLetterTopic string
 	SIEMRefresh         time.Duration
@@ -180,6 +183,18 @@ func settings(c *config) []setting {
 				return fmt.Errorf("must be a duration from 0s to 1m")
 			}
 			c.RefreshReuseGrace = d
+			return nil
+		}},
+		{"siem-allowed-networks", "", "comma-separated private CIDRs SIEM destinations may reach; loopback, private, link-local and other internal addresses are refused otherwise", func(v string) error {
+			var raw []string
+			if err := list(&raw)(v); err != nil {
+				return err
+			}
+			nets, err := siem.ParseNetworks(raw)
+			if err != nil {
+				return err
+			}
+			c.SIEMAllowedNetworks = nets
 			return nil
 		}},
 		{"siem-forward", "true", "run the SIEM forwarders on this replica (each destination is its own Kafka consumer group siem.v1.<id>)", boolean(&c.SIEMForward)},

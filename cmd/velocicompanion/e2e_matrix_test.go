@@ -139,7 +139,7 @@ func (fx *mxFixture) signIn(t *testing.T, u *secUser) tokenPair {
 
 func newMatrixFixture(t *testing.T) *mxFixture {
 	t.Helper()
-	s := startServer(t)
+	s := startServer(t, "VC_SIEM_ALLOWED_NETWORKS=127.0.0.0/8")
 	w := newSecWorld(t, s, mxPasswordOf)
 	fx := &mxFixture{w: w, s: s, users: [mxPrincipals]*secUser{nil, w.viewer, w.analyst, w.admin, w.adminB, w.root},
 		inWeek: time.Now().Add(7 * 24 * time.Hour).UTC().Format(time.RFC3339)}

@@ -72,7 +72,7 @@ func syslogFrames(t *testing.T) (string, <-chan string) {
 }
 
 func TestEndToEndSIEMDestinations(t *testing.T) {
-	s := startServer(t)
+	s := startServer(t, "VC_SIEM_ALLOWED_NETWORKS=127.0.0.0/8")
 	root := s.login(t, "admin", s.bootstrapPassword(t))
 	tenant := func(name string) string {
 		r := s.do(t, http.MethodPost, "/api/tenants", root, map[string]string{"name": name})
@@ -244,7 +244,7 @@ func TestEndToEndSIEMDestinations(t *testing.T) {
 // TestEndToEndSIEMForwarding adds a syslog destination to tenant A and
 // checks that A's events reach it, in CEF, and B's never do.
 func TestEndToEndSIEMForwarding(t *testing.T) {
-	s := startServer(t, "VC_SIEM_REFRESH=100ms", "VC_SIEM_ATTEMPTS=3")
+	s := startServer(t, "VC_SIEM_REFRESH=100ms", "VC_SIEM_ATTEMPTS=3", "VC_SIEM_ALLOWED_NETWORKS=127.0.0.0/8")
 	root := s.login(t, "admin", s.bootstrapPassword(t))
 	tenant := func(name string) string {
 		r := s.do(t, http.MethodPost, "/api/tenants", root, map[string]string{"name": name})
@@ -300,5 +300,24 @@ func TestEndToEndSIEMForwarding(t *testing.T) {
 		if strings.Contains(msg, "password of") || strings.Contains(msg, "argon2") {
 			t.Fatalf("secret forwarded: %q", msg)
 		}
+	}
+}
+
+// TestEndToEndSIEMNetworkPolicy shows that without an allow-list a tenant
+// administrator cannot aim a destination at the server's own loopback.
+func TestEndToEndSIEMNetworkPolicy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the server binary")
+	}
+	f := newTenantFixture(t)
+	r := f.s.do(t, http.MethodPost, "/api/siem/destinations", f.alice, map[string]any{"name": "internal probe",
+		"config": map[string]any{"kind": "syslog", "address": "127.0.0.1:5432", "transport": "tcp"}})
+	expectStatus(t, r, http.StatusCreated, "create destination")
+	var d struct{ ID string }
+	r.json(t, &d)
+	r = f.s.do(t, http.MethodPost, "/api/siem/destinations/"+d.ID+"/test", f.alice, nil)
+	expectStatus(t, r, http.StatusUnprocessableEntity, "test an internal destination")
+	if code := r.errorCode(t); code != "destination_not_allowed" {
+		t.Fatalf("internal destination answered %s", code)
 	}
 }

@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		},
 		AllowSelfRegistration: cfg.AllowSelfRegister,
 		AuditIntegrity:        auditCheck,
-		SIEM:                  siemDeps(handler, keyring),
+		SIEM:                  siemDeps(handler, keyring, siemPolicy(cfg)),
 		Sessions: commands.SessionPolicy{Lifetime: cfg.SessionLifetime, IdleTimeout: cfg.SessionIdleTimeout,
 			ReuseGrace: cfg.RefreshReuseGrace},
 		Live: hub,

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
 	"time"
+	"velocicompanion/domain"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -24,17 +26,27 @@ import (
 // siemDeps wires the SIEM destination routes: the destination commands, whose
 // secrets the master keyring seals, and the test delivery. Without a master
 // key the routes answer 503.
-func siemDeps(handler *commands.Handler, keyring *atrest.Keyring) httpapi.SIEMDeps {
+func siemDeps(handler *commands.Handler, keyring *atrest.Keyring, policy siem.NetPolicy) httpapi.SIEMDeps {
 	if keyring == nil {
 		return httpapi.SIEMDeps{}
 	}
-	return httpapi.SIEMDeps{Destinations: commands.NewSIEM(handler, keyring), Test: testSIEMDestination}
+	return httpapi.SIEMDeps{Destinations: commands.NewSIEM(handler, keyring), Test: testSIEMDestination(policy)}
 }
 
 // testSIEMDestination delivers one synthetic event, siem_destination.tested,
 // to d.
-func testSIEMDestination(ctx context.Context, d commands.SIEMDestination, secret string) error {
-	sender, render, err := siemSender(d, secret)
+func testSIEMDestination(policy siem.NetPolicy) func(ctx context.Context, d commands.SIEMDestination, secret string) error {
+	return func(ctx context.Context, d commands.SIEMDestination, secret string) error {
+		err := testDelivery(ctx, d, secret, policy)
+		if errors.Is(err, siem.ErrAddressNotAllowed) {
+			return errDestinationNotAllowed
+		}
+		return err
+	}
+}
+
+func testDelivery(ctx context.Context, d commands.SIEMDestination, secret string, policy siem.NetPolicy) error {
+	sender, render, err := siemSender(d, secret, policy)
 	if err != nil {
 		return err
 	}
@@ -53,27 +65,28 @@ func testSIEMDestination(ctx context.Context, d commands.SIEMDestination, secret
 }
 
 // siemSender returns the sender and the rendering of destination d.
-func siemSender(d commands.SIEMDestination, secret string) (siem.Sender, siem.Render, error) {
+// siemSender builds d's sender; policy vets every address it connects to.
+func siemSender(d commands.SIEMDestination, secret string, policy siem.NetPolicy) (siem.Sender, siem.Render, error) {
 	c := d.Settings.Config
 	host, _ := os.Hostname()
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify} // the administrator's choice, for labs
 	switch c.Kind {
 	case dsiem.KindSyslog:
 		sender, err := siem.NewSyslogSender(siem.SyslogConfig{Transport: c.Transport, Addr: c.Address, TLS: tlsConfig,
-			DialTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+			DialTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, Control: policy.Control})
 		if err != nil {
 			return nil, nil, err
 		}
 		return sender, siem.SyslogRender(siem.SyslogHeader{Facility: siem.FacilityAudit, Hostname: host,
 			AppName: siem.DefaultProduct.Name, ProcID: strconv.Itoa(os.Getpid())}, siem.Body(c.Body), siem.DefaultProduct), nil
 	case dsiem.KindSplunk:
-		sender, err := siem.NewHECSender(siem.HECConfig{URL: c.URL, Token: secret, Ack: c.Ack, TLS: tlsConfig})
+		sender, err := siem.NewHECSender(siem.HECConfig{URL: c.URL, Token: secret, Ack: c.Ack, TLS: tlsConfig, Control: policy.Control})
 		if err != nil {
 			return nil, nil, err
 		}
 		return sender, siem.HECRender(siem.HECMeta{Host: host, Index: c.Index}), nil
 	case dsiem.KindElastic:
-		sender, err := siem.NewElasticSender(siem.ElasticConfig{URL: c.URL, APIKey: secret, DataStream: c.Index, TLS: tlsConfig})
+		sender, err := siem.NewElasticSender(siem.ElasticConfig{URL: c.URL, APIKey: secret, DataStream: c.Index, TLS: tlsConfig, Control: policy.Control})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -87,6 +100,7 @@ func siemSender(d commands.SIEMDestination, secret string) (siem.Sender, siem.Re
 // removed destinations every refresh interval. A destination that cannot
 // forward (a bad configuration) is logged once and skipped.
 type siemForwarders struct {
+	policy  siem.NetPolicy
 	dests   *commands.SIEM
 	kcfg    kafka.Config
 	log     *slog.Logger
@@ -138,7 +152,7 @@ func newSIEMForwarders(cfg config, handler *commands.Handler, keyring *atrest.Ke
 	}
 	retry := siem.DefaultBackoff
 	retry.Attempts = cfg.SIEMAttempts
-	return &siemForwarders{dests: commands.NewSIEM(handler, keyring), kcfg: kcfg, log: log.With("component", "siem"),
+	return &siemForwarders{policy: siemPolicy(cfg), dests: commands.NewSIEM(handler, keyring), kcfg: kcfg, log: log.With("component", "siem"),
 		metrics: siem.NewMetrics(reg), dead: siem.KafkaDeadLetter(pub, deadTopic), retry: retry,
 		refresh: cfg.SIEMRefresh, running: map[string]*siemRun{}, skipped: map[string]bool{}}, nil
 }
@@ -193,7 +207,7 @@ func (m *siemForwarders) start(ctx context.Context, key string, d commands.SIEMD
 	if err != nil {
 		return err
 	}
-	sender, render, err := siemSender(d, secret)
+	sender, render, err := siemSender(d, secret, m.policy)
 	if err != nil {
 		if !m.skipped[key] {
 			m.skipped[key] = true
@@ -248,3 +262,12 @@ func (m *siemForwarders) stopAll() {
 		m.stop(key)
 	}
 }
+
+// errDestinationNotAllowed answers a destination whose address the network
+// policy refuses, without saying whether anything listens there.
+var errDestinationNotAllowed = domain.Unprocessable("destination_not_allowed",
+	"the destination resolves to an internal address; an operator must allow its network (VC_SIEM_ALLOWED_NETWORKS)")
+
+// siemPolicy is the network policy of SIEM destinations: public addresses,
+// plus the configured private ranges.
+func siemPolicy(cfg config) siem.NetPolicy { return siem.NetPolicy{Allowed: cfg.SIEMAllowedNetworks} }

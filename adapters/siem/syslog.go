@@ -141,18 +141,7 @@ func (s *SyslogSender) connectLocked(ctx context.Context) error {
 // batch is not written into a socket that will only fail later. A syslog
 // receiver never writes, so a successful zero-timeout read of nothing means
 // the connection is open; EOF or a reset means it is not.
-//
-// Over plain TCP it peeks without blocking (microseconds); a read with a
-// deadline would cost its whole timeout on every healthy Send, capping a
-// one-event-per-Send forwarder near 1,000 events/s. TLS keeps the read,
-// because the server may send records (session tickets) that must be
-// consumed before EOF can be seen.
 func (s *SyslogSender) peerClosedLocked() bool {
-	if tc, ok := s.conn.(*net.TCPConn); ok {
-		if closed, ok := tcpPeerClosed(tc); ok {
-			return closed
-		}
-	}
 	if err := s.conn.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
 		return true
 	}
@@ -163,37 +152,6 @@ func (s *SyslogSender) peerClosedLocked() bool {
 		return false
 	}
 	return true
-}
-
-// tcpPeerClosed peeks at c without blocking and without consuming: nothing
-// to read means open, EOF or an error means closed. ok is false when the
-// socket could not be inspected.
-func tcpPeerClosed(c *net.TCPConn) (closed, ok bool) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return false, false
-	}
-	err = raw.Read(func(fd uintptr) bool {
-		var one [1]byte
-		for {
-			n, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-				closed = false // open, nothing sent: the usual case
-			case err != nil:
-				closed = true // reset or another socket error
-			default:
-				closed = n == 0 // 0 is EOF; bytes mean the peer spoke but is open
-			}
-			return true // done: never wait for readiness
-		}
-	})
-	if err != nil {
-		return false, false
-	}
-	return closed, true
 }
 
 func (s *SyslogSender) closeLocked() {

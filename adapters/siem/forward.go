@@ -114,20 +114,41 @@ func (f *Forwarder) sleep(ctx context.Context, d time.Duration) error {
 
 // Handle forwards env if it is for this destination.
 func (f *Forwarder) Handle(ctx context.Context, env eventstore.Envelope) error {
-	// The tenant in the envelope comes from the stored event, not the Kafka
-	// key: another tenant's event is never forwarded.
-	if env.Tenant != f.Tenant || f.Tenant == "" {
-		f.count(func(m *Metrics) *prometheus.CounterVec { return m.skipped })
-		return nil
+	return f.HandleBatch(ctx, []eventstore.Envelope{env})
+}
+
+// HandleBatch forwards those of envs that are for this destination in one
+// Send, so a receiver gets them in one write: the batch is delivered or
+// retried as a whole, and after the last attempt each of its events is
+// dead-lettered. Like Handle, it returns nil only when every event was
+// delivered, held back or dead-lettered, so its consumer may then commit
+// them all.
+func (f *Forwarder) HandleBatch(ctx context.Context, envs []eventstore.Envelope) error {
+	msgs := make([][]byte, 0, len(envs))
+	sent := make([]eventstore.Envelope, 0, len(envs))
+	for _, env := range envs {
+		// The tenant in the envelope comes from the stored event, not the
+		// Kafka key: another tenant's event is never forwarded.
+		if env.Tenant != f.Tenant || f.Tenant == "" {
+			f.count(func(m *Metrics) *prometheus.CounterVec { return m.skipped })
+			continue
+		}
+		ev := FromEnvelope(env)
+		if !f.Filter.Allows(ev) {
+			f.count(func(m *Metrics) *prometheus.CounterVec { return m.skipped })
+			continue
+		}
+		msg, err := f.Render(ev)
+		if err != nil {
+			if err := f.deadLetter(ctx, env, fmt.Errorf("render: %w", err)); err != nil {
+				return err
+			}
+			continue
+		}
+		msgs, sent = append(msgs, msg), append(sent, env)
 	}
-	ev := FromEnvelope(env)
-	if !f.Filter.Allows(ev) {
-		f.count(func(m *Metrics) *prometheus.CounterVec { return m.skipped })
+	if len(msgs) == 0 {
 		return nil
-	}
-	msg, err := f.Render(ev)
-	if err != nil {
-		return f.deadLetter(ctx, env, fmt.Errorf("render: %w", err))
 	}
 	retry := f.Retry
 	if retry.Attempts <= 0 {
@@ -136,10 +157,12 @@ func (f *Forwarder) Handle(ctx context.Context, env eventstore.Envelope) error {
 	wait := retry.Initial
 	var lastErr error
 	for attempt := 1; attempt <= retry.Attempts; attempt++ {
-		if lastErr = f.Sender.Send(ctx, msg); lastErr == nil {
-			f.count(func(m *Metrics) *prometheus.CounterVec { return m.delivered })
+		if lastErr = f.Sender.Send(ctx, msgs...); lastErr == nil {
+			for range sent {
+				f.count(func(m *Metrics) *prometheus.CounterVec { return m.delivered })
+			}
 			if f.Metrics != nil {
-				f.Metrics.lag.WithLabelValues(f.ID).Set(f.now().Sub(env.RecordedAt).Seconds())
+				f.Metrics.lag.WithLabelValues(f.ID).Set(f.now().Sub(sent[len(sent)-1].RecordedAt).Seconds())
 			}
 			return nil
 		}
@@ -155,7 +178,12 @@ func (f *Forwarder) Handle(ctx context.Context, env eventstore.Envelope) error {
 		}
 		wait = min(wait*2, max(retry.Max, retry.Initial))
 	}
-	return f.deadLetter(ctx, env, fmt.Errorf("after %d attempts: %w", retry.Attempts, lastErr))
+	for _, env := range sent {
+		if err := f.deadLetter(ctx, env, fmt.Errorf("after %d attempts: %w", retry.Attempts, lastErr)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *Forwarder) deadLetter(ctx context.Context, env eventstore.Envelope, reason error) error {

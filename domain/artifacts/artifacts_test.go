@@ -2,12 +2,12 @@ package artifacts_test
 
 import (
 	"encoding/json"
-	"errors"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"velocicompanion/domain/domaintest"
 
 	"velocicompanion/domain"
 	"velocicompanion/domain/artifacts"
@@ -45,25 +45,7 @@ type scenario struct {
 func run(t *testing.T, tcs []scenario) {
 	t.Helper()
 	for _, tc := range tcs {
-		t.Run(tc.name, func(t *testing.T) {
-			s := domain.Fold(artifacts.Evolve, tc.given)
-			got, err := tc.when(s)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("error = %v, want %v", err, tc.wantErr)
-				}
-				if got != nil {
-					t.Fatalf("events = %#v alongside an error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("events = %#v\nwant     %#v", got, tc.want)
-			}
-		})
+		domaintest.Check(t, tc.name, artifacts.Evolve, tc.given, tc.when, tc.want, tc.wantErr)
 	}
 }
 

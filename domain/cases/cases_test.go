@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"velocicompanion/domain/domaintest"
 
 	"velocicompanion/domain"
 	"velocicompanion/domain/cases"
@@ -47,25 +48,7 @@ type scenario struct {
 func run(t *testing.T, tcs []scenario) {
 	t.Helper()
 	for _, tc := range tcs {
-		t.Run(tc.name, func(t *testing.T) {
-			s := domain.Fold(cases.Evolve, tc.given)
-			got, err := tc.when(s)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("error = %v, want %v", err, tc.wantErr)
-				}
-				if got != nil {
-					t.Fatalf("events = %#v alongside an error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("events = %#v\nwant     %#v", got, tc.want)
-			}
-		})
+		domaintest.Check(t, tc.name, cases.Evolve, tc.given, tc.when, tc.want, tc.wantErr)
 	}
 }
 

@@ -1,10 +1,9 @@
 package tenants_test
 
 import (
-	"errors"
-	"reflect"
 	"strings"
 	"testing"
+	"velocicompanion/domain/domaintest"
 
 	"velocicompanion/domain"
 	"velocicompanion/domain/tenants"
@@ -30,25 +29,7 @@ type scenario struct {
 func run(t *testing.T, cases []scenario) {
 	t.Helper()
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			s := domain.Fold(tenants.Evolve, tc.given)
-			got, err := tc.when(s)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("error = %v, want %v", err, tc.wantErr)
-				}
-				if got != nil {
-					t.Fatalf("events = %#v alongside an error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("events = %#v, want %#v", got, tc.want)
-			}
-		})
+		domaintest.Check(t, tc.name, tenants.Evolve, tc.given, tc.when, tc.want, tc.wantErr)
 	}
 }
 

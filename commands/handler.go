@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -84,8 +85,25 @@ type Result struct {
 // ErrStale answers a write whose If-Match names a version that is no longer current.
 var ErrStale = domain.PreconditionFailed("stale_version", "the resource was changed since you read it; reload and retry")
 
-// maxAttempts bounds the retries of a command that lost a version race.
-const maxAttempts = 4
+// maxAttempts bounds the retries of a command that lost a version race. Each
+// round of a race has a winner, so n writers racing on one stream need at most
+// n attempts; backoff spreads them out so that few need more than two.
+const maxAttempts = 12
+
+// backoff waits before retry attempt (1-based) of a command that lost a race:
+// a random pause of up to 2^attempt milliseconds (capped at 64 ms), so that
+// racing writers stop colliding in lockstep.
+func backoff(ctx context.Context, attempt int) error {
+	limit := time.Millisecond << min(attempt, 6)
+	t := time.NewTimer(rand.N(limit))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
 
 // decideFunc decides on a stream's history. It may be called more than once.
 type decideFunc func(history []domain.Event) ([]domain.Event, error)
@@ -133,6 +151,9 @@ func (h *Handler) update(ctx context.Context, key eventstore.Key, meta eventstor
 		res, err := h.store.Append(ctx, req)
 		if errors.Is(err, eventstore.ErrVersionConflict) {
 			lastErr = err
+			if err := backoff(ctx, attempt+1); err != nil {
+				return Result{}, err
+			}
 			continue
 		}
 		if err != nil {

@@ -94,6 +94,11 @@ lint: $(STATICCHECK) ## gofmt, go vet, staticcheck and the import-direction chec
 	$(STATICCHECK) $(PKG)
 	deploy/dev/check-imports.sh
 
+.PHONY: proto
+proto: ## regenerate adapters/velociraptor/proto (needs protoc, protoc-gen-go, protoc-gen-go-grpc)
+	cd adapters/velociraptor/proto && PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative api.proto
+
 $(STATICCHECK):
 	@mkdir -p $(@D)
 	GOBIN=$(abspath $(@D)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

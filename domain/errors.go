@@ -20,6 +20,7 @@ const (
 	KindUnavailable
 	KindPrecondition
 	KindTooMany
+	KindUpstream
 )
 
 func (k Kind) String() string {
@@ -42,6 +43,8 @@ func (k Kind) String() string {
 		return "precondition_failed"
 	case KindTooMany:
 		return "too_many_requests"
+	case KindUpstream:
+		return "upstream_error"
 	}
 	return "internal"
 }
@@ -107,6 +110,13 @@ func Unauthenticated(code, format string, args ...any) *Error {
 // Unavailable returns an error for a dependency that cannot be reached now.
 func Unavailable(code, format string, args ...any) *Error {
 	return newError(KindUnavailable, code, format, args)
+}
+
+// Upstream returns an error for a system we depend on that answered with an
+// error of its own (a Velociraptor server refusing a query); the message says
+// what it answered.
+func Upstream(code, format string, args ...any) *Error {
+	return newError(KindUpstream, code, format, args)
 }
 
 // PreconditionFailed returns an error for a stale If-Match or expected version.

@@ -41,6 +41,8 @@ func statusOf(k domain.Kind) int {
 		return http.StatusTooManyRequests
 	case domain.KindUnavailable:
 		return http.StatusServiceUnavailable
+	case domain.KindUpstream:
+		return http.StatusBadGateway
 	}
 	return http.StatusInternalServerError
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -312,6 +313,16 @@ func (h *Handler) syncKnownHost(ctx context.Context, cmd SyncHost, id hosts.ID, 
 			if !st.s.Exists || st.s.Deleted || st.s.ClientID != p.ClientID {
 				return nil, errSyncRetry
 			}
+			ch := ch
+			if ch.Metadata != nil {
+				// A sync owns only the top-level keys it reports: what an
+				// analyst wrote beside them stays.
+				merged, err := mergeMetadata(st.s.Metadata, ch.Metadata)
+				if err != nil {
+					return nil, err
+				}
+				ch.Metadata = merged
+			}
 			if err := st.do(hosts.Update(st.s, ch, src, cmd.By)); err != nil {
 				return nil, err
 			}
@@ -331,6 +342,23 @@ func (h *Handler) syncKnownHost(ctx context.Context, cmd SyncHost, id hosts.ID, 
 			return st.out, nil
 		},
 		hostRegistry(cmd.Tenant, id))
+}
+
+// mergeMetadata returns the JSON object base with the top-level keys of over
+// set to theirs.
+func mergeMetadata(base, over json.RawMessage) (json.RawMessage, error) {
+	merged := map[string]json.RawMessage{}
+	if len(base) > 0 {
+		if err := json.Unmarshal(base, &merged); err != nil {
+			return nil, fmt.Errorf("host metadata: %w", err)
+		}
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(over, &top); err != nil {
+		return nil, hosts.ErrMetadataInvalid
+	}
+	maps.Copy(merged, top)
+	return json.Marshal(merged)
 }
 
 // hostByClientID returns the live host of tenant with the client id.

@@ -322,6 +322,20 @@ func TestSyncHost(t *testing.T) {
 		t.Fatalf("registered host after sync: %+v", v.State)
 	}
 
+	// The sync's metadata keys go beside the analyst's, which stay.
+	if _, err := f.h.UpdateHost(ctx, commands.UpdateHost{Tenant: a, Host: hosts.ID(reg.ID), By: "u1",
+		Changes: hosts.Changes{Metadata: json.RawMessage(`{"owner":"finance","velociraptor":{"agent_version":"0.1"}}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.h.SyncHost(ctx, commands.SyncHost{Tenant: a, By: "system", Profile: hosts.Profile{ClientID: "C.1111111111111111",
+		Metadata: json.RawMessage(`{"velociraptor":{"agent_version":"0.77"}}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := f.h.HostView(ctx, a, hosts.ID(reg.ID)); !hosts.SameMetadata(v.State.Metadata,
+		json.RawMessage(`{"owner":"finance","velociraptor":{"agent_version":"0.77"}}`)) {
+		t.Fatalf("metadata after a sync: %s", v.State.Metadata)
+	}
+
 	// Another tenant's client of the same id is another host.
 	other, err := f.h.SyncHost(ctx, commands.SyncHost{Tenant: b, By: "system", Profile: hosts.Profile{Hostname: "WS-9", ClientID: "C.abcdef0123456789"}})
 	if err != nil || !other.Created || other.ID == first.ID {

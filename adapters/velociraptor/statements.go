@@ -1,0 +1,93 @@
+package velociraptor
+
+// The VQL this package sends. Each operation runs exactly one of these fixed
+// statements; whatever came from a user reaches the server only as a string in
+// the query's env (lists and maps as JSON, decoded inside the statement), so no
+// value can change what the statement does.
+
+// MarkerKey is the collect_client env key that carries VelociCompanion's
+// collection id, so that FindFlow can find the flow again after a crash.
+//
+// WARNING: durable: flows already started carry it; never rename.
+const MarkerKey = "VelociCompanionCollection"
+
+// HuntTagPrefix starts the hunt tag that carries VelociCompanion's hunt id.
+//
+// WARNING: durable: hunts already started carry it; never rename.
+const HuntTagPrefix = "VelociCompanionHunt:"
+
+// Statement is one of the fixed VQL statements of this package.
+type Statement struct {
+	Name string   // sent as VQLRequest.Name
+	VQL  string   // the exact text sent as VQLRequest.VQL
+	Env  []string // the env keys the statement reads
+}
+
+// The statement names.
+const (
+	StmtPing        = "vc_ping"
+	StmtClients     = "vc_clients"
+	StmtClient      = "vc_client"
+	StmtCollect     = "vc_collect"
+	StmtFindFlow    = "vc_find_flow"
+	StmtFlow        = "vc_flow"
+	StmtFlowResults = "vc_flow_results"
+	StmtFlowLogs    = "vc_flow_logs"
+	StmtCancelFlow  = "vc_cancel_flow"
+	StmtCreateHunt  = "vc_create_hunt"
+	StmtFindHunt    = "vc_find_hunt"
+	StmtHunt        = "vc_hunt"
+	StmtHuntResults = "vc_hunt_results"
+	StmtStopHunt    = "vc_stop_hunt"
+	StmtLabel       = "vc_label"
+)
+
+const clientColumns = "client_id, os_info, labels, first_seen_at, last_seen_at, last_ip, agent_information"
+
+var statements = []Statement{
+	{StmtPing, "SELECT timestamp(epoch=now()) AS ServerTime FROM scope()", nil},
+	{StmtClients, "SELECT " + clientColumns + " FROM clients(search=Search, count=int(int=Limit))", []string{"Search", "Limit"}},
+	{StmtClient, "SELECT " + clientColumns + " FROM clients(client_id=ClientId)", []string{"ClientId"}},
+	{StmtCollect, "SELECT collect_client(client_id=ClientId, artifacts=parse_json_array(data=Artifacts), " +
+		"env=parse_json(data=CollectEnv)) AS Collection FROM scope()", []string{"ClientId", "Artifacts", "CollectEnv"}},
+	{StmtFindFlow, "SELECT session_id, request.specs AS specs FROM flows(client_id=ClientId)", []string{"ClientId"}},
+	{StmtFlow, "SELECT session_id, state, status, total_collected_rows, artifacts_with_results " +
+		"FROM flows(client_id=ClientId, flow_id=FlowId)", []string{"ClientId", "FlowId"}},
+	{StmtFlowResults, "SELECT * FROM source(client_id=ClientId, flow_id=FlowId, artifact=Source)",
+		[]string{"ClientId", "FlowId", "Source"}},
+	{StmtFlowLogs, "SELECT * FROM flow_logs(client_id=ClientId, flow_id=FlowId)", []string{"ClientId", "FlowId"}},
+	{StmtCancelFlow, "SELECT cancel_flow(client_id=ClientId, flow_id=FlowId) AS Cancelled FROM scope()",
+		[]string{"ClientId", "FlowId"}},
+	{StmtCreateHunt, "SELECT hunt(description=Description, artifacts=parse_json_array(data=Artifacts), " +
+		"spec=parse_json(data=Spec), expires=timestamp(epoch=Expires), tags=parse_json_array(data=Tags), " +
+		"include_labels=parse_json_array(data=IncludeLabels), exclude_labels=parse_json_array(data=ExcludeLabels), " +
+		"os=OS, pause=FALSE) AS Hunt FROM scope()",
+		[]string{"Description", "Artifacts", "Spec", "Expires", "Tags", "IncludeLabels", "ExcludeLabels", "OS"}},
+	{StmtFindHunt, "SELECT hunt_id, tags FROM hunts()", nil},
+	{StmtHunt, "SELECT hunt_id, state, artifacts, artifact_sources, stats FROM hunts(hunt_id=HuntId)", []string{"HuntId"}},
+	{StmtHuntResults, "SELECT * FROM hunt_results(hunt_id=HuntId, artifact=Source)", []string{"HuntId", "Source"}},
+	{StmtStopHunt, "SELECT hunt_update(hunt_id=HuntId, stop=TRUE) AS Stopped FROM scope()", []string{"HuntId"}},
+	{StmtLabel, "SELECT label(client_id=ClientId, labels=parse_json_array(data=Labels), op=Op) AS Labelled FROM scope()",
+		[]string{"ClientId", "Labels", "Op"}},
+}
+
+// Statements returns every statement this package sends, for test servers
+// that answer them (package vrfake).
+func Statements() []Statement {
+	out := make([]Statement, len(statements))
+	for i, s := range statements {
+		out[i] = Statement{Name: s.Name, VQL: s.VQL, Env: append([]string(nil), s.Env...)}
+	}
+	return out
+}
+
+// statement returns the statement called name; a missing one is a
+// programming error.
+func statement(name string) Statement {
+	for _, s := range statements {
+		if s.Name == name {
+			return s
+		}
+	}
+	panic("velociraptor: no statement " + name)
+}

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -57,9 +59,13 @@ type Client struct {
 // Dial prepares a connection to a's server; it connects lazily, on the first
 // query. The TLS configuration trusts only the CA of the api_client file and
 // pins the server name.
-func Dial(a APIClient) (*Client, error) {
+func Dial(a APIClient, opts ...DialOption) (*Client, error) {
 	if a.leaf == nil {
 		return nil, invalid("the api_client configuration was not parsed")
+	}
+	var o dialOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
 	tlsConfig := &tls.Config{
 		Certificates: []tls.Certificate{a.cert},
@@ -67,18 +73,39 @@ func Dial(a APIClient) (*Client, error) {
 		ServerName:   a.serverName,
 		MinVersion:   tls.VersionTLS12,
 	}
-	conn, err := grpc.NewClient(a.address,
+	options := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxReceiveSize)),
 		// Pings only while a query runs, and no more often than grpc-go
 		// servers tolerate by default (5 minutes).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.WithUserAgent("velocicompanion"),
-	)
+	}
+	if o.control != nil {
+		d := &net.Dialer{Timeout: 10 * time.Second, Control: o.control}
+		options = append(options, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}))
+	}
+	conn, err := grpc.NewClient(a.address, options...)
 	if err != nil {
 		return nil, domain.Unavailable(CodeUnreachable, "cannot prepare a connection to Velociraptor at %s", a.address)
 	}
 	return &Client{conn: conn, api: proto.NewAPIClient(conn), address: a.address}, nil
+}
+
+// DialOption changes how Dial connects.
+type DialOption func(*dialOptions)
+
+type dialOptions struct {
+	control func(network, address string, c syscall.RawConn) error
+}
+
+// WithControl has every connection's socket checked by control before it
+// connects (after name resolution), as net.Dialer.Control does: an operator's
+// network policy refuses the addresses a tenant may not reach.
+func WithControl(control func(network, address string, c syscall.RawConn) error) DialOption {
+	return func(o *dialOptions) { o.control = control }
 }
 
 // Close closes the connection; queries in flight fail.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -657,5 +659,38 @@ func TestOrgScoping(t *testing.T) {
 	calls := fake.Calls()
 	if calls[0].Org != "O1" || calls[len(calls)-1].Org != "" {
 		t.Fatalf("org ids sent = %q … %q", calls[0].Org, calls[len(calls)-1].Org)
+	}
+}
+
+// TestDialControl refuses the fake's address in the socket's Control, as an
+// operator's network policy does: nothing reaches the server.
+func TestDialControl(t *testing.T) {
+	fake := fleet(t)
+	a, err := velociraptor.ParseAPIClient(fake.APIClientYAML(t), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	var mu sync.Mutex
+	refuse := velociraptor.WithControl(func(_, address string, _ syscall.RawConn) error {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, address)
+		return errors.New("address not allowed")
+	})
+	c, err := velociraptor.Dial(a, refuse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Org("").Ping(testCtx(t))
+	wantDomain(t, err, domain.KindUnavailable, velociraptor.CodeUnreachable)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) == 0 || asked[0] != fake.Addr() {
+		t.Fatalf("control saw %v, want %s", asked, fake.Addr())
+	}
+	if n := len(fake.Calls()); n != 0 {
+		t.Fatalf("the server ran %d queries through a refused connection", n)
 	}
 }

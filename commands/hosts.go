@@ -26,6 +26,11 @@ func registerHostEvents(c *eventstore.Codec) {
 	eventstore.Register[hosts.Seen](c, 1)
 	eventstore.Register[hosts.ScoreChanged](c, 1)
 	eventstore.Register[hosts.Deleted](c, 1)
+	eventstore.Register[hosts.QuarantineRequested](c, 1)
+	eventstore.Register[hosts.Quarantined](c, 1)
+	eventstore.Register[hosts.QuarantineFailed](c, 1)
+	eventstore.Register[hosts.ReleaseRequested](c, 1)
+	eventstore.Register[hosts.Released](c, 1)
 }
 
 // Errors of the host commands.

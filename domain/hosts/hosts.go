@@ -12,6 +12,10 @@
 // event after the first records its Source, so a host's history says which
 // facts came from an analyst and which from Velociraptor.
 //
+// A host's network quarantine (quarantine.go) is recorded on its stream too:
+// the request names the Velociraptor collection that performs it, and the
+// command handler records the collection's outcome here when it ends.
+//
 // Package hosts is pure: no I/O, no clock (time comes in as an argument), and it
 // imports nothing of ours but package domain.
 package hosts
@@ -237,6 +241,8 @@ type State struct {
 	// Score and Class are zero until the host was scored.
 	Score int
 	Class Class
+	// Quarantine is the host's network isolation; zero until one was asked for.
+	Quarantine Quarantine
 }
 
 // Errors returned by the decisions, besides domain.ErrNotFound, which answers
@@ -590,6 +596,8 @@ func Evolve(s State, e domain.Event) State {
 		s.Score, s.Class = e.Score, e.Class
 	case Deleted:
 		s.Deleted = true
+	case QuarantineRequested, Quarantined, QuarantineFailed, ReleaseRequested, Released:
+		s.Quarantine = evolveQuarantine(s.Quarantine, e)
 	}
 	return s
 }

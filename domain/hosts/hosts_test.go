@@ -390,6 +390,11 @@ func TestWireRoundTrip(t *testing.T) {
 		hosts.Seen{At: now, Source: hosts.SourceVelociraptor, By: syncer},
 		hosts.ScoreChanged{Score: 0, Class: hosts.ClassBenign, By: syncer},
 		deleted,
+		hosts.QuarantineRequested{Collection: "c", Message: "m", By: alice},
+		hosts.Quarantined{Collection: "c", FlowID: "F.1"},
+		hosts.QuarantineFailed{Collection: "c", Error: "e"},
+		hosts.ReleaseRequested{Collection: "c", By: alice},
+		hosts.Released{Collection: "c"},
 	} {
 		t.Run(e.EventName(), func(t *testing.T) {
 			wire, err := json.Marshal(e)
@@ -674,6 +679,11 @@ func TestEventNames(t *testing.T) {
 		{hosts.Seen{}, "host.seen"},
 		{hosts.ScoreChanged{}, "host.score_changed"},
 		{hosts.Deleted{}, "host.deleted"},
+		{hosts.QuarantineRequested{}, "host.quarantine_requested"},
+		{hosts.Quarantined{}, "host.quarantined"},
+		{hosts.QuarantineFailed{}, "host.quarantine_failed"},
+		{hosts.ReleaseRequested{}, "host.release_requested"},
+		{hosts.Released{}, "host.released"},
 	} {
 		if got := tc.event.EventName(); got != tc.want {
 			t.Errorf("%T.EventName() = %q, want %q", tc.event, got, tc.want)
@@ -693,5 +703,88 @@ func TestErrorKinds(t *testing.T) {
 		if got := domain.KindOf(err); got != want {
 			t.Errorf("KindOf(%v) = %v, want %v", err, got, want)
 		}
+	}
+}
+
+func TestQuarantine(t *testing.T) {
+	const coll, coll2 = "coll-1", "coll-2"
+	noClient := hosts.Registered{ID: hostID, Profile: hosts.Profile{Hostname: "db01"}, Source: hosts.SourceAnalyst, By: alice}
+	asked := hosts.QuarantineRequested{Collection: coll, Message: "call the SOC", By: alice}
+	done := hosts.Quarantined{Collection: coll, FlowID: "F.1"}
+	failedQ := hosts.QuarantineFailed{Collection: coll, Error: "client offline"}
+	release := hosts.ReleaseRequested{Collection: coll2, By: alice}
+	released := hosts.Released{Collection: coll2}
+	quarantine := func(c, msg string) func(hosts.State) ([]domain.Event, error) {
+		return func(s hosts.State) ([]domain.Event, error) { return hosts.RequestQuarantine(s, c, msg, alice) }
+	}
+	rel := func(c string) func(hosts.State) ([]domain.Event, error) {
+		return func(s hosts.State) ([]domain.Event, error) { return hosts.RequestRelease(s, c, alice) }
+	}
+	ok := func(c string) func(hosts.State) ([]domain.Event, error) {
+		return func(s hosts.State) ([]domain.Event, error) { return hosts.RecordQuarantined(s, c, "F.1") }
+	}
+	fail := func(c, text string) func(hosts.State) ([]domain.Event, error) {
+		return func(s hosts.State) ([]domain.Event, error) { return hosts.RecordQuarantineFailed(s, c, text) }
+	}
+	gone := func(c string) func(hosts.State) ([]domain.Event, error) {
+		return func(s hosts.State) ([]domain.Event, error) { return hosts.RecordReleased(s, c) }
+	}
+	run(t, []scenario{
+		{name: "request", given: events(registered), when: quarantine(coll, " call the SOC "), want: events(asked)},
+		{name: "request_again_same_collection_records_nothing", given: events(registered, asked), when: quarantine(coll, "call the SOC")},
+		{name: "request_while_in_progress", given: events(registered, asked), when: quarantine(coll2, ""), wantErr: hosts.ErrQuarantineBusy},
+		{name: "request_while_releasing", given: events(registered, asked, done, release), when: quarantine("coll-3", ""), wantErr: hosts.ErrQuarantineBusy},
+		{name: "request_when_quarantined", given: events(registered, asked, done), when: quarantine(coll2, ""), wantErr: hosts.ErrAlreadyQuarantined},
+		{name: "request_after_failure", given: events(registered, asked, failedQ), when: quarantine(coll2, ""),
+			want: events(hosts.QuarantineRequested{Collection: coll2, By: alice})},
+		{name: "request_after_release", given: events(registered, asked, done, release, released), when: quarantine("coll-3", ""),
+			want: events(hosts.QuarantineRequested{Collection: "coll-3", By: alice})},
+		{name: "request_deleted_host", given: events(registered, deleted), when: quarantine(coll, ""), wantErr: domain.ErrNotFound},
+		{name: "request_missing_host", when: quarantine(coll, ""), wantErr: domain.ErrNotFound},
+		{name: "request_without_client_id", given: events(noClient), when: quarantine(coll, ""), wantErr: hosts.ErrNoClientID},
+		{name: "request_without_collection", given: events(registered), when: quarantine(" ", ""), wantErr: hosts.ErrCollectionRequired},
+		{name: "request_long_message", given: events(registered), when: quarantine(coll, strings.Repeat("x", 1001)), wantErr: hosts.ErrQuarantineMessage},
+
+		{name: "quarantined", given: events(registered, asked), when: ok(coll), want: events(done)},
+		{name: "quarantined_twice_records_nothing", given: events(registered, asked, done), when: ok(coll)},
+		{name: "quarantined_other_collection", given: events(registered, asked), when: ok(coll2), wantErr: hosts.ErrQuarantineCollision},
+		{name: "quarantined_never_asked", given: events(registered), when: ok(coll), wantErr: hosts.ErrQuarantineCollision},
+		{name: "quarantined_after_failure", given: events(registered, asked, failedQ), when: ok(coll), wantErr: hosts.ErrQuarantineCollision},
+		{name: "quarantined_deleted_host_still_records", given: events(registered, asked, deleted), when: ok(coll), want: events(done)},
+
+		{name: "failed", given: events(registered, asked), when: fail(coll, "client offline"), want: events(failedQ)},
+		{name: "failed_twice_records_nothing", given: events(registered, asked, failedQ), when: fail(coll, "again")},
+		{name: "failed_without_text", given: events(registered, asked), when: fail(coll, ""),
+			want: events(hosts.QuarantineFailed{Collection: coll, Error: "the collection failed"})},
+		{name: "release_failed", given: events(registered, asked, done, release), when: fail(coll2, "x"),
+			want: events(hosts.QuarantineFailed{Collection: coll2, Error: "x"})},
+		{name: "failed_when_done", given: events(registered, asked, done), when: fail(coll, "late"), wantErr: hosts.ErrQuarantineCollision},
+
+		{name: "release", given: events(registered, asked, done), when: rel(coll2), want: events(release)},
+		{name: "release_after_failure", given: events(registered, asked, failedQ), when: rel(coll2), want: events(release)},
+		{name: "release_again_same_collection_records_nothing", given: events(registered, asked, done, release), when: rel(coll2)},
+		{name: "release_never_quarantined", given: events(registered), when: rel(coll2), wantErr: hosts.ErrNotQuarantined},
+		{name: "release_released", given: events(registered, asked, done, release, released), when: rel("coll-3"), wantErr: hosts.ErrNotQuarantined},
+		{name: "release_while_quarantining", given: events(registered, asked), when: rel(coll2), wantErr: hosts.ErrQuarantineBusy},
+		{name: "release_deleted", given: events(registered, asked, done, deleted), when: rel(coll2), wantErr: domain.ErrNotFound},
+		{name: "release_without_client_id", given: events(noClient), when: rel(coll2), wantErr: hosts.ErrNoClientID},
+
+		{name: "released", given: events(registered, asked, done, release), when: gone(coll2), want: events(released)},
+		{name: "released_twice_records_nothing", given: events(registered, asked, done, release, released), when: gone(coll2)},
+		{name: "released_wrong_collection", given: events(registered, asked, done, release), when: gone(coll), wantErr: hosts.ErrQuarantineCollision},
+		{name: "released_missing_host", when: gone(coll2), wantErr: domain.ErrNotFound},
+	})
+
+	s := domain.Fold(hosts.Evolve, events(registered, asked, done))
+	want := hosts.Quarantine{Status: hosts.StatusQuarantined, Collection: coll, Message: "call the SOC", FlowID: "F.1", By: alice}
+	if !reflect.DeepEqual(s.Quarantine, want) || s.Quarantine.InProgress() {
+		t.Fatalf("quarantine = %+v\nwant         %+v", s.Quarantine, want)
+	}
+	s = hosts.Evolve(s, release)
+	if s.Quarantine.Status != hosts.StatusReleaseRequested || s.Quarantine.Collection != coll2 || !s.Quarantine.InProgress() {
+		t.Fatalf("releasing = %+v", s.Quarantine)
+	}
+	if s = hosts.Evolve(s, released); s.Quarantine.Status != hosts.StatusReleased {
+		t.Fatalf("released = %+v", s.Quarantine)
 	}
 }

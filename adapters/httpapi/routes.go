@@ -37,6 +37,8 @@ type Deps struct {
 	MFATokens MFATokens
 	// SIEM manages the tenant's SIEM destinations (siem.go).
 	SIEM SIEMDeps
+	// Velociraptor connects tenants to their Velociraptor servers (velociraptor.go).
+	Velociraptor VelociraptorDeps
 }
 
 var (
@@ -57,6 +59,7 @@ func (s *Server) routes(g prometheus.Gatherer) []op {
 		s.notificationRoutes(),
 		s.auditRoutes(),
 		s.siemRoutes(),
+		s.velociraptorRoutes(),
 	} {
 		all = append(all, group...)
 	}

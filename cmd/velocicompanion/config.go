@@ -66,6 +66,11 @@ type config struct {
 	SIEMAttempts        int
 	SIEMDeadLetterTopic string
 	SIEMRefresh         time.Duration
+	// Velociraptor integration.
+	VRJobs            bool
+	VRSyncInterval    time.Duration
+	VRPoll            time.Duration
+	VRAllowedNetworks []netip.Prefix
 }
 
 // embeddedKafka reports whether the server runs its own in-process broker.
@@ -208,6 +213,21 @@ func settings(c *config) []setting {
 		}},
 		{"siem-dead-letter-topic", "", "Kafka topic of events a SIEM destination gave up on; empty uses the events topic's poison topic (<topic>.poison)", str(&c.SIEMDeadLetterTopic)},
 		{"siem-refresh", "10s", "how often the forwarders pick up added, changed and removed SIEM destinations", dur(&c.SIEMRefresh)},
+		{"velociraptor-jobs", "true", "run the Velociraptor process manager and client sync (one replica at a time leads them)", boolean(&c.VRJobs)},
+		{"velociraptor-sync-interval", "5m", "how often each tenant's Velociraptor clients are synced into its hosts", dur(&c.VRSyncInterval)},
+		{"velociraptor-poll", "5s", "how often requested and running Velociraptor collections and hunts are looked at", dur(&c.VRPoll)},
+		{"velociraptor-allowed-networks", "", "comma-separated private CIDRs that tenants' Velociraptor servers may be reached at (others are refused)", func(v string) error {
+			var raw []string
+			if err := list(&raw)(v); err != nil {
+				return err
+			}
+			nets, err := siem.ParseNetworks(raw)
+			if err != nil {
+				return err
+			}
+			c.VRAllowedNetworks = nets
+			return nil
+		}},
 	}
 }
 

@@ -151,6 +151,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	vr := newVelociraptor(cfg, handler, keyring)
 	api := httpapi.New(httpapi.Config{
 		TrustedProxies: cfg.TrustedProxies,
 		CORSOrigins:    cfg.CORSOrigins,
@@ -172,6 +173,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		AllowSelfRegistration: cfg.AllowSelfRegister,
 		AuditIntegrity:        auditCheck,
 		SIEM:                  siemDeps(handler, keyring, siemPolicy(cfg)),
+		Velociraptor:          vr.deps(),
 		Sessions: commands.SessionPolicy{Lifetime: cfg.SessionLifetime, IdleTimeout: cfg.SessionIdleTimeout,
 			ReuseGrace: cfg.RefreshReuseGrace},
 		Live: hub,
@@ -231,6 +233,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// Live notifications: this replica's sockets close (1001) when it stops.
 	background("live notifications", func(ctx context.Context) error { defer hub.Close(); return feed.Run(ctx) })
 	background("siem forwarders", runSIEMForwarders(cfg, handler, keyring, kcfg, log, reg))
+	background("velociraptor jobs", vr.run(cfg, db.app, handler, log))
 	background("http", func(ctx context.Context) error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err

@@ -1,0 +1,334 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"velocicompanion/adapters/velociraptor"
+	"velocicompanion/commands"
+	"velocicompanion/domain"
+	vr "velocicompanion/domain/velociraptor"
+)
+
+// QuarantineLabel is the client label that marks a quarantined host in
+// Velociraptor, as its own console sets it.
+const QuarantineLabel = "Quarantine"
+
+// Worker is the process manager of collections and hunts: it takes the open
+// jobs that the commands recorded with their events, does the next step of
+// each against the tenant's Velociraptor server, and records the outcome as
+// events. Every step is safe to repeat: a collection or hunt is looked up by
+// its marker (our id) before it is started, so a crash between starting it
+// and recording that it started neither loses nor duplicates it.
+//
+// One worker runs per deployment (the caller holds the leader lock).
+type Worker struct {
+	Cmds  *commands.Velociraptor
+	Conns *Connections
+	// Poll is how often open jobs are looked at, and how long a running
+	// collection or hunt waits between two looks at its progress.
+	Poll time.Duration
+	// MaxAttempts bounds the retries of a step that keeps failing for a
+	// reason that may pass (the server unreachable); then the job fails.
+	MaxAttempts int
+	// MaxRows bounds the rows kept per artifact source of one collection or
+	// hunt flow; what is beyond it is counted in the logs, not stored.
+	MaxRows int
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+func (w *Worker) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+func (w *Worker) poll() time.Duration {
+	if w.Poll > 0 {
+		return w.Poll
+	}
+	return 5 * time.Second
+}
+
+func (w *Worker) log() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.Default()
+}
+
+// Run does the due jobs every Poll until ctx ends.
+func (w *Worker) Run(ctx context.Context) error {
+	t := time.NewTicker(w.poll())
+	defer t.Stop()
+	for {
+		if _, err := w.Step(ctx); err != nil && ctx.Err() == nil {
+			w.log().WarnContext(ctx, "velociraptor jobs", slog.String("error", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Step does the next step of every due job and returns how many it looked at.
+func (w *Worker) Step(ctx context.Context) (int, error) {
+	due, err := w.Cmds.DueJobs(ctx, w.now(), 100)
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, job := range due {
+		if err := w.do(ctx, job); err != nil {
+			if ctx.Err() != nil {
+				return len(due), ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("%s %s of tenant %s: %w", job.Kind, job.ID, job.Tenant, err))
+		}
+	}
+	return len(due), errors.Join(errs...)
+}
+
+func (w *Worker) do(ctx context.Context, job commands.Job) error {
+	org, err := w.Conns.Org(ctx, job.Tenant)
+	if err == nil {
+		switch job.Kind {
+		case commands.JobCollection:
+			err = w.collection(ctx, org, job)
+		case commands.JobHunt:
+			err = w.hunt(ctx, org, job)
+		default:
+			return fmt.Errorf("unknown job kind %q", job.Kind)
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if !lasting(err) && job.Attempts+1 < w.maxAttempts() {
+		// Try again later, waiting longer each time (2 s, 4 s, … 5 min).
+		wait := min(time.Duration(1<<min(job.Attempts+1, 9))*time.Second, 5*time.Minute)
+		w.log().InfoContext(ctx, "velociraptor job deferred", slog.String("job", job.ID), slog.String("kind", job.Kind),
+			slog.Int("attempts", job.Attempts+1), slog.String("error", err.Error()))
+		return w.Cmds.DeferJob(ctx, job, w.now().Add(wait))
+	}
+	return w.fail(ctx, job, err)
+}
+
+func (w *Worker) maxAttempts() int {
+	if w.MaxAttempts > 0 {
+		return w.MaxAttempts
+	}
+	return 12
+}
+
+func (w *Worker) maxRows() int {
+	if w.MaxRows > 0 {
+		return w.MaxRows
+	}
+	return 100_000
+}
+
+// fail ends job with err's message: a client-safe message for our own
+// errors and for what Velociraptor answered, a generic one for the rest.
+func (w *Worker) fail(ctx context.Context, job commands.Job, err error) error {
+	msg := "internal error"
+	var de *domain.Error
+	if errors.As(err, &de) {
+		msg = de.Message
+	} else {
+		w.log().ErrorContext(ctx, "velociraptor job failed", slog.String("job", job.ID), slog.String("error", err.Error()))
+	}
+	switch job.Kind {
+	case commands.JobCollection:
+		return w.Cmds.FailCollection(ctx, job.Tenant, job.ID, msg, nil)
+	case commands.JobHunt:
+		return w.Cmds.FailHunt(ctx, job.Tenant, job.ID, msg)
+	}
+	return err
+}
+
+// lasting reports whether err will not pass by trying again: the request or
+// the configuration is wrong, or Velociraptor refused the query itself.
+func lasting(err error) bool {
+	var de *domain.Error
+	if !errors.As(err, &de) {
+		return false
+	}
+	switch de.Kind {
+	case domain.KindInvalid, domain.KindUnprocessable, domain.KindNotFound, domain.KindForbidden, domain.KindConflict:
+		return true
+	case domain.KindUpstream:
+		return de.Code != "velociraptor_refused"
+	}
+	return false
+}
+
+// collection does the next step of a collection: start it, or look at its
+// progress and record its results once it has finished.
+func (w *Worker) collection(ctx context.Context, org velociraptor.Org, job commands.Job) error {
+	c, err := w.Cmds.Collection(ctx, job.Tenant, job.ID)
+	if err != nil {
+		return err
+	}
+	if c.FlowID == "" {
+		flowID, found, err := org.FindFlow(ctx, c.ClientID, c.ID)
+		if err != nil {
+			return err
+		}
+		if !found {
+			if c.Purpose == vr.PurposeQuarantine {
+				// Velociraptor's own mark of a quarantined client, set first
+				// so that its console shows the host as isolated.
+				if err := org.Label(ctx, c.ClientID, []string{QuarantineLabel}, "set"); err != nil {
+					return err
+				}
+			}
+			if flowID, err = org.Collect(ctx, c.ClientID, c.Artifacts, c.Parameters, c.ID); err != nil {
+				return err
+			}
+		}
+		return w.Cmds.ScheduleCollection(ctx, job.Tenant, c.ID, flowID)
+	}
+	flow, err := org.Flow(ctx, c.ClientID, c.FlowID)
+	if err != nil {
+		return err
+	}
+	if !flow.Done() {
+		return w.Cmds.WaitJob(ctx, job, w.now().Add(w.poll()))
+	}
+	logs, err := org.FlowLogs(ctx, c.ClientID, c.FlowID, 50)
+	if err != nil {
+		return err
+	}
+	if flow.State != "FINISHED" {
+		reason := flow.Status
+		if reason == "" {
+			reason = "the collection ended in state " + flow.State
+		}
+		if c.Purpose == vr.PurposeQuarantine {
+			// The host is not isolated: it must not look so.
+			if err := org.Label(ctx, c.ClientID, []string{QuarantineLabel}, "remove"); err != nil {
+				return err
+			}
+		}
+		return w.Cmds.FailCollection(ctx, job.Tenant, c.ID, reason, logs)
+	}
+	if c.Purpose == vr.PurposeRelease {
+		if err := org.Label(ctx, c.ClientID, []string{QuarantineLabel}, "remove"); err != nil {
+			return err
+		}
+	}
+	var results []commands.SourceRows
+	for _, source := range flow.Sources {
+		rows, err := org.FlowResults(ctx, c.ClientID, c.FlowID, source)
+		if err != nil {
+			return err
+		}
+		if len(rows) > w.maxRows() {
+			logs = append(logs, fmt.Sprintf("VelociCompanion kept the first %d of %d rows of %s", w.maxRows(), len(rows), source))
+			rows = rows[:w.maxRows()]
+		}
+		results = append(results, commands.SourceRows{Source: source, Rows: rows})
+	}
+	return w.Cmds.CompleteCollection(ctx, job.Tenant, c.ID, results, logs)
+}
+
+// hunt does the next step of a hunt: start it, stop it when asked, or record
+// its progress and the results that arrived since the last look.
+func (w *Worker) hunt(ctx context.Context, org velociraptor.Org, job commands.Job) error {
+	h, err := w.Cmds.Hunt(ctx, job.Tenant, job.ID)
+	if err != nil {
+		return err
+	}
+	if h.HuntID == "" {
+		huntID, found, err := org.FindHunt(ctx, h.ID)
+		if err != nil {
+			return err
+		}
+		if !found {
+			huntID, err = org.CreateHunt(ctx, velociraptor.HuntSpec{
+				Description: h.Description, Artifacts: h.Artifacts, Params: h.Parameters,
+				IncludeLabels: h.IncludeLabels, ExcludeLabels: h.ExcludeLabels, OS: h.OS, Expires: h.Expires, Marker: h.ID,
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return w.Cmds.ScheduleHunt(ctx, job.Tenant, h.ID, huntID)
+	}
+	if h.StopRequested {
+		if err := org.StopHunt(ctx, h.HuntID); err != nil {
+			return err
+		}
+	}
+	vr, err := org.Hunt(ctx, h.HuntID)
+	if err != nil {
+		return err
+	}
+	if err := w.Cmds.RecordHuntProgress(ctx, job.Tenant, h.ID, commands.HuntProgress{
+		State: vr.State, Scheduled: vr.Stats.Scheduled, Completed: vr.Stats.Completed,
+		WithResults: vr.Stats.WithResults, Errors: vr.Stats.Errors,
+	}); err != nil {
+		return err
+	}
+	if err := w.huntResults(ctx, org, job, h, vr); err != nil {
+		return err
+	}
+	ended := vr.State == "STOPPED" || vr.State == "ARCHIVED" || (!h.Expires.IsZero() && w.now().After(h.Expires))
+	if ended || h.StopRequested {
+		return w.Cmds.RecordHuntStopped(ctx, job.Tenant, h.ID)
+	}
+	return w.Cmds.WaitJob(ctx, job, w.now().Add(w.poll()))
+}
+
+// huntResults stores the rows of every flow of the hunt, grouped by flow and
+// artifact source; what was stored before is stored again as nothing.
+func (w *Worker) huntResults(ctx context.Context, org velociraptor.Org, job commands.Job, h commands.Hunt, vr velociraptor.Hunt) error {
+	sources := vr.Artifacts
+	if len(sources) == 0 {
+		sources = h.Artifacts
+	}
+	for _, source := range sources {
+		rows, err := org.HuntResults(ctx, h.HuntID, source)
+		if err != nil {
+			return err
+		}
+		// Each row names the client and flow it came from.
+		type flowKey struct{ client, flow string }
+		var order []flowKey
+		byFlow := map[flowKey][]json.RawMessage{}
+		for _, raw := range rows {
+			var from struct {
+				ClientID string `json:"ClientId"`
+				FlowID   string `json:"FlowId"`
+			}
+			if err := json.Unmarshal(raw, &from); err != nil || velociraptor.CheckClientID(from.ClientID) != nil ||
+				velociraptor.CheckFlowID(from.FlowID) != nil {
+				continue // not a row of a client's flow: nothing to file it under
+			}
+			k := flowKey{from.ClientID, from.FlowID}
+			if _, ok := byFlow[k]; !ok {
+				order = append(order, k)
+			}
+			byFlow[k] = append(byFlow[k], raw)
+		}
+		for _, k := range order {
+			flowRows := byFlow[k]
+			if len(flowRows) > w.maxRows() {
+				flowRows = flowRows[:w.maxRows()]
+			}
+			if err := w.Cmds.StoreHuntResults(ctx, job.Tenant, h.ID, k.client, k.flow, source, flowRows); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

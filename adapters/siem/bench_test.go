@@ -3,6 +3,7 @@ package siem_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"velocicompanion/adapters/kafka"
 	"velocicompanion/adapters/siem"
 	"velocicompanion/domain"
 	"velocicompanion/eventstore"
@@ -179,7 +181,7 @@ func benchEnvelope(i int, at time.Time) eventstore.Envelope {
 // per iteration to a real rsyslogd over TCP with octet counting, rendered as
 // RFC 5424 with a CEF body, and stops the clock only when rsyslog's omfile
 // holds every line; events/s counts lines rsyslog wrote per second of wall
-// time. "handle" calls Forwarder.Handle once per event, as Consume does;
+// time. "handle" calls Forwarder.Handle once per event (one Send each);
 // "batch256" hands Forwarder.HandleBatch 256 events at a time, one Send (one
 // write and flush) per batch.
 func BenchmarkSyslogThroughput(b *testing.B) {
@@ -373,5 +375,247 @@ func BenchmarkForwardLag(b *testing.B) {
 	// From the event's slot in the 1,000/s schedule: adds the wait when the
 	// forwarder cannot keep up with the offered rate.
 	b.ReportMetric(pct(behind, 0.99), "p99-sched-ms")
+	b.ReportMetric(float64(len(lags)), "events")
+}
+
+// benchKafka starts an embedded broker whose events topic has 3 partitions,
+// and returns its config and a publisher to it, as the relay uses.
+func benchKafka(b *testing.B) (kafka.Config, *kafka.Publisher) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	cluster, err := kafka.Embedded(ctx, "", 0, "events", 3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cluster.Close)
+	cfg := cluster.Config("siem-bench")
+	pub, err := kafka.NewPublisher(cfg, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = pub.Close() })
+	return cfg, pub
+}
+
+// benchConsume runs the production consume path, Consume on a
+// BatchSubscriber with default options, for f until the benchmark ends.
+func benchConsume(b *testing.B, cfg kafka.Config, f *siem.Forwarder) {
+	b.Helper()
+	sub, err := kafka.NewBatchSubscriber(cfg, siem.Group(f.ID), kafka.BatchOptions{}, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- siem.Consume(ctx, sub, cfg.Topic, f) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			b.Errorf("Consume: %v", err)
+		}
+	})
+}
+
+// benchWarmUp publishes one event and waits for rsyslog's line for it, so
+// that the consumer has joined its group, fetched, and connected to rsyslog
+// before the clock starts.
+func benchWarmUp(b *testing.B, pub *kafka.Publisher, tl *tail) {
+	b.Helper()
+	if err := pub.Publish(context.Background(), []eventstore.Envelope{benchEnvelope(-2, time.Now())}); err != nil {
+		b.Fatal(err)
+	}
+	lines := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for lines == 0 {
+		if err := tl.poll(func([]byte) { lines++ }); err != nil {
+			b.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the warm-up event never reached rsyslog")
+		}
+		time.Sleep(time.Millisecond) // polling a file rsyslog writes
+	}
+}
+
+// arrivals records when rsyslog's line for each of the events bench-base ..
+// bench-(base+len(at)-1) was seen.
+type arrivals struct {
+	base int
+	at   []time.Time
+	seen int
+	bad  []string
+}
+
+func (a *arrivals) line(line []byte) {
+	now := time.Now()
+	s := string(line)
+	i := strings.Index(s, `event_id="bench-`)
+	if i < 0 {
+		a.bad = append(a.bad, s)
+		return
+	}
+	s = s[i+len(`event_id="bench-`):]
+	j := strings.IndexByte(s, '"')
+	k, err := strconv.Atoi(s[:max(j, 0)])
+	k -= a.base
+	if j < 0 || err != nil || k < 0 || k >= len(a.at) || !a.at[k].IsZero() {
+		a.bad = append(a.bad, string(line))
+		return
+	}
+	a.at[k] = now
+	a.seen++
+}
+
+// wait polls tl until every event arrived, failing after timeout or when
+// published reports an error.
+func (a *arrivals) wait(b *testing.B, tl *tail, timeout time.Duration, published <-chan error) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for a.seen < len(a.at) {
+		if err := tl.poll(a.line); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case err := <-published:
+			if err != nil {
+				b.Fatal(err)
+			}
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("rsyslog wrote %d of %d events", a.seen, len(a.at))
+		}
+		time.Sleep(500 * time.Microsecond) // polling a file rsyslog writes
+	}
+	if len(a.bad) > 0 {
+		b.Fatalf("%d unexpected lines, first %q", len(a.bad), a.bad[0])
+	}
+}
+
+func reportLags(b *testing.B, lags []time.Duration) {
+	slices.Sort(lags)
+	pct := func(p float64) float64 {
+		return float64(lags[min(len(lags)-1, int(p*float64(len(lags))))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(1), "max-ms")
+}
+
+// BenchmarkSyslogThroughputKafka measures the production path end to end:
+// VC_BENCH_EVENTS (default 50,000) events per iteration are published to the
+// embedded Kafka (3 partitions) in batches of 1,000, as fast as the relay's
+// Publisher goes, while Consume (a BatchSubscriber in its own consumer group,
+// batches of up to 256 events or 5ms, warmed up by one event) forwards them to a real rsyslogd over
+// TCP as RFC 5424 with a CEF body. events/s counts the lines rsyslog wrote
+// per second from the first publish to the last line; p50/p99/max-ms is each
+// event's lag from the moment its batch was handed to the publisher (its
+// RecordedAt, standing in for the commit) until this process saw its line,
+// so at full speed it includes the queueing behind earlier events.
+func BenchmarkSyslogThroughputKafka(b *testing.B) {
+	n := benchEnv("VC_BENCH_EVENTS", 50_000)
+	const publishBatch = 1000
+	cfg, pub := benchKafka(b)
+	rs := startBenchRsyslog(b)
+	f, _ := benchForwarder(b, rs.addr)
+	benchConsume(b, cfg, f)
+	tl := &tail{path: filepath.Join(rs.dir, "raw.log")}
+	benchWarmUp(b, pub, tl)
+	var lags []time.Duration
+	var elapsed time.Duration
+	base := 0
+	b.ResetTimer()
+	for b.Loop() {
+		a := &arrivals{base: base, at: make([]time.Time, n)}
+		recorded := make([]time.Time, n)
+		published := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			envs := make([]eventstore.Envelope, 0, publishBatch)
+			for i := 0; i < n; i += publishBatch {
+				now := time.Now()
+				envs = envs[:0]
+				for k := i; k < min(i+publishBatch, n); k++ {
+					recorded[k] = now
+					envs = append(envs, benchEnvelope(base+k, now))
+				}
+				if err := pub.Publish(context.Background(), envs); err != nil {
+					published <- err
+					return
+				}
+			}
+			published <- nil
+		}()
+		a.wait(b, tl, 120*time.Second, published)
+		elapsed += time.Since(start)
+		for k := range n {
+			lags = append(lags, a.at[k].Sub(recorded[k]))
+		}
+		base += n
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(base)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(n), "events/op")
+	reportLags(b, lags)
+}
+
+// BenchmarkForwardLagKafka publishes events to the embedded Kafka at a steady
+// 1,000 events/s for VC_BENCH_SECONDS (default 5), each event on its own as
+// the relay does when it finds one new event per poll, and measures, per
+// event, the time from the moment it was handed to the publisher (its
+// RecordedAt, standing in for the commit) until this process sees rsyslog's
+// line for it: the Kafka produce and fetch, Consume's batching (linger 5ms),
+// Forwarder.HandleBatch, loopback TCP, rsyslog, and up to 0.5ms of polling.
+// Unlike BenchmarkForwardLag it includes the Kafka hop. One event first
+// warms up the consumer (group join, first fetch, connection to rsyslog).
+func BenchmarkForwardLagKafka(b *testing.B) {
+	secs := benchEnv("VC_BENCH_SECONDS", 5)
+	const rate = 1000
+	cfg, pub := benchKafka(b)
+	rs := startBenchRsyslog(b)
+	f, _ := benchForwarder(b, rs.addr)
+	benchConsume(b, cfg, f)
+	tl := &tail{path: filepath.Join(rs.dir, "raw.log")}
+	benchWarmUp(b, pub, tl)
+	var lags []time.Duration
+	base := 0
+	b.ResetTimer()
+	for b.Loop() {
+		n := secs * rate
+		a := &arrivals{base: base, at: make([]time.Time, n)}
+		recorded := make([]time.Time, n)
+		published := make(chan error, 1)
+		go func() {
+			interval := time.Second / rate
+			start := time.Now()
+			for i := 0; i < n; {
+				if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+					time.Sleep(d) // pacing the producer at a steady rate
+				}
+				// Publish every event whose slot has come: one, unless the
+				// previous publish overran its slot.
+				now := time.Now()
+				end := min(n, max(int(now.Sub(start)/interval)+1, i+1))
+				envs := make([]eventstore.Envelope, 0, end-i)
+				for ; i < end; i++ {
+					recorded[i] = now
+					envs = append(envs, benchEnvelope(base+i, now))
+				}
+				if err := pub.Publish(context.Background(), envs); err != nil {
+					published <- err
+					return
+				}
+			}
+			published <- nil
+		}()
+		a.wait(b, tl, time.Duration(secs)*time.Second+30*time.Second, published)
+		for k := range n {
+			lags = append(lags, a.at[k].Sub(recorded[k]))
+		}
+		base += n
+	}
+	b.StopTimer()
+	reportLags(b, lags)
 	b.ReportMetric(float64(len(lags)), "events")
 }

@@ -2,8 +2,8 @@ package siem
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -41,39 +41,45 @@ func KafkaDeadLetter(pub message.Publisher, topic string) DeadLetter {
 	}
 }
 
-// Consume reads topic through sub (a subscriber in the destination's own
-// consumer group) and hands every event to f, acknowledging a message only
-// when f is done with it, so delivery is at least once. A message that does
-// not decode is skipped: it has no trustworthy tenant, so it belongs to no
-// destination. Consume returns when ctx ends or the subscription closes.
-func Consume(ctx context.Context, sub message.Subscriber, topic string, f *Forwarder) error {
-	msgs, err := sub.Subscribe(ctx, topic)
-	if err != nil {
-		return fmt.Errorf("subscribe %s for %s: %w", topic, f.ID, err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case msg, ok := <-msgs:
-			if !ok {
-				return ctx.Err()
-			}
+// BatchSubscriber reads a topic in the destination's own consumer group and
+// hands its messages to handle in batches: each batch holds messages of one
+// partition in offset order, a partition's batches come one after another,
+// and a batch counts as consumed only when handle returns nil (otherwise it
+// is handed again), so delivery is at least once. ConsumeBatches returns
+// when ctx ends. adapters/kafka's BatchSubscriber implements it.
+type BatchSubscriber interface {
+	ConsumeBatches(ctx context.Context, topic string, handle func(ctx context.Context, msgs []*message.Message) error) error
+}
+
+// Consume reads topic through sub and hands the events of each batch to f in
+// one HandleBatch call, one batch at a time, so a syslog destination gets
+// them in one write. A batch is consumed only when f is done with all of its
+// events, so delivery is at least once, in order within a partition (and so
+// within a stream). A message that does not decode is skipped: it has no
+// trustworthy tenant, so it belongs to no destination. Consume returns when
+// ctx ends.
+func Consume(ctx context.Context, sub BatchSubscriber, topic string, f *Forwarder) error {
+	var mu sync.Mutex // one HandleBatch at a time: one Send at a time per destination
+	err := sub.ConsumeBatches(ctx, topic, func(ctx context.Context, msgs []*message.Message) error {
+		envs := make([]eventstore.Envelope, 0, len(msgs))
+		for _, msg := range msgs {
 			env, err := eventstore.FromMessage(msg, nil)
 			if err != nil {
 				// Not ours to judge: only a tenant-matched event reaches a
 				// destination, and a broken message has no trustworthy tenant.
-				msg.Ack()
 				continue
 			}
-			if err := f.Handle(ctx, env); err != nil {
-				msg.Nack()
-				if errors.Is(err, context.Canceled) || ctx.Err() != nil {
-					return ctx.Err()
-				}
-				continue
-			}
-			msg.Ack()
+			envs = append(envs, env)
 		}
+		if len(envs) == 0 {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return f.HandleBatch(ctx, envs)
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("consume %s for %s: %w", topic, f.ID, err)
 	}
+	return ctx.Err()
 }

@@ -140,8 +140,13 @@ func (s *SyslogSender) connectLocked(ctx context.Context) error {
 // peerClosedLocked reports whether the receiver closed the connection, so a
 // batch is not written into a socket that will only fail later. A syslog
 // receiver never writes, so a successful zero-timeout read of nothing means
-// the connection is open; EOF or a reset means it is not.
+// the connection is open; EOF or a reset means it is not. A socket with
+// nothing to read at all is open without that read, which costs a
+// millisecond per Send.
 func (s *SyslogSender) peerClosedLocked() bool {
+	if socketIdle(s.conn) {
+		return false
+	}
 	if err := s.conn.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
 		return true
 	}

@@ -215,7 +215,7 @@ func (m *siemForwarders) start(ctx context.Context, key string, d commands.SIEMD
 		}
 		return nil
 	}
-	sub, err := kafka.NewSubscriber(m.kcfg, siem.Group(string(d.ID)), m.log)
+	sub, err := kafka.NewBatchSubscriber(m.kcfg, siem.Group(string(d.ID)), kafka.BatchOptions{}, m.log)
 	if err != nil {
 		_ = sender.Close()
 		return err
@@ -230,7 +230,6 @@ func (m *siemForwarders) start(ctx context.Context, key string, d commands.SIEMD
 	go func() {
 		defer close(r.done)
 		defer sender.Close()
-		defer sub.Close()
 		if err := siem.Consume(runCtx, sub, m.kcfg.Topic, f); err != nil && runCtx.Err() == nil {
 			m.log.Warn("siem forwarder stopped", slog.String("destination", key), slog.String("error", err.Error()))
 		}

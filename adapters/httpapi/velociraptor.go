@@ -425,6 +425,39 @@ func (s *Server) getVRClient(c *gin.Context) {
 	c.JSON(http.StatusOK, clientRead(ci))
 }
 
+// clientCheckTimeout bounds the look-up of a client before a request for it
+// is recorded.
+const clientCheckTimeout = 10 * time.Second
+
+// knownClient answers 404 when the tenant's org does not know the client
+// (named by its id, or by the host that has it) and returns false. A server
+// that cannot be asked now does not stop the request: the worker starts it
+// once the server answers, or records why it could not.
+func (s *Server) knownClient(c *gin.Context, tenant domain.TenantID, clientID string, host hosts.ID) bool {
+	ctx := c.Request.Context()
+	if clientID == "" && host != "" {
+		v, err := s.deps.Commands.HostView(ctx, tenant, host)
+		if err != nil || v.State.ClientID == "" {
+			return true // the command says what is wrong with the host
+		}
+		clientID = v.State.ClientID
+	}
+	if velociraptor.CheckClientID(clientID) != nil {
+		return true // the command refuses it
+	}
+	org, err := s.deps.Velociraptor.Org(ctx, tenant)
+	if err != nil {
+		return true // the command says the tenant is not configured, or the worker retries
+	}
+	ctx, cancel := context.WithTimeout(ctx, clientCheckTimeout)
+	defer cancel()
+	if _, err := org.Client(ctx, clientID); domain.KindOf(err) == domain.KindNotFound {
+		fail(c, err)
+		return false
+	}
+	return true
+}
+
 // idempotencyKey returns the request's Idempotency-Key (a UUID) or "".
 func idempotencyKey(c *gin.Context) (string, bool) {
 	raw := strings.TrimSpace(c.GetHeader("Idempotency-Key"))
@@ -508,6 +541,9 @@ func (s *Server) collect(c *gin.Context) {
 	params, err := textParameters(req.Parameters)
 	if err != nil {
 		fail(c, err)
+		return
+	}
+	if !s.knownClient(c, p.Tenant, req.ClientID, hosts.ID(req.HostID)) {
 		return
 	}
 	col, res, err := cmds.RequestCollection(c.Request.Context(), commands.RequestCollection{
@@ -711,6 +747,9 @@ func (s *Server) quarantineHost(c *gin.Context) {
 	}
 	var req quarantineRequest
 	if c.Request.ContentLength != 0 && !bindJSON(c, &req) {
+		return
+	}
+	if !s.knownClient(c, p.Tenant, "", hosts.ID(c.Param("id"))) {
 		return
 	}
 	col, res, err := cmds.RequestQuarantine(c.Request.Context(), commands.Quarantine{

@@ -272,10 +272,9 @@ func TestVelociraptorEndToEnd(t *testing.T) {
 		t.Fatalf("unknown artifact: %+v", c)
 	}
 	r = s.do(t, http.MethodPost, "/api/velociraptor/collect", adminB, body)
-	expectStatus(t, r, http.StatusAccepted, "B collects from A's client")
-	r.json(t, &col)
-	if c := s.vrCollectionEnds(t, adminB, col.ID); c.Status != "failed" {
-		t.Fatalf("B's collection from A's client: %+v", c)
+	expectStatus(t, r, http.StatusNotFound, "B collects from A's client")
+	if code := r.errorCode(t); code != "velociraptor_not_found" {
+		t.Fatalf("B collects from A's client: %s", r.body)
 	}
 	if flows := fake.Flows("O2", e2eWinClient); len(flows) != 0 {
 		t.Fatalf("tenant B started flows on A's client: %v", flows)

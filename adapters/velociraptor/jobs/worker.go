@@ -11,8 +11,12 @@ import (
 	"velocicompanion/adapters/velociraptor"
 	"velocicompanion/commands"
 	"velocicompanion/domain"
-	vr "velocicompanion/domain/velociraptor"
+	dvr "velocicompanion/domain/velociraptor"
 )
+
+// jobTimeout bounds one step of one job, so that a server that hangs delays
+// the other tenants' jobs by no more than this.
+const jobTimeout = 2 * time.Minute
 
 // QuarantineLabel is the client label that marks a quarantined host in
 // Velociraptor, as its own console sets it.
@@ -87,7 +91,10 @@ func (w *Worker) Step(ctx context.Context) (int, error) {
 	}
 	var errs []error
 	for _, job := range due {
-		if err := w.do(ctx, job); err != nil {
+		jctx, cancel := context.WithTimeout(ctx, jobTimeout)
+		err := w.do(jctx, job)
+		cancel()
+		if err != nil {
 			if ctx.Err() != nil {
 				return len(due), ctx.Err()
 			}
@@ -184,7 +191,7 @@ func (w *Worker) collection(ctx context.Context, org velociraptor.Org, job comma
 			return err
 		}
 		if !found {
-			if c.Purpose == vr.PurposeQuarantine {
+			if c.Purpose == dvr.PurposeQuarantine {
 				// Velociraptor's own mark of a quarantined client, set first
 				// so that its console shows the host as isolated.
 				if err := org.Label(ctx, c.ClientID, []string{QuarantineLabel}, "set"); err != nil {
@@ -213,7 +220,7 @@ func (w *Worker) collection(ctx context.Context, org velociraptor.Org, job comma
 		if reason == "" {
 			reason = "the collection ended in state " + flow.State
 		}
-		if c.Purpose == vr.PurposeQuarantine {
+		if c.Purpose == dvr.PurposeQuarantine {
 			// The host is not isolated: it must not look so.
 			if err := org.Label(ctx, c.ClientID, []string{QuarantineLabel}, "remove"); err != nil {
 				return err
@@ -221,7 +228,7 @@ func (w *Worker) collection(ctx context.Context, org velociraptor.Org, job comma
 		}
 		return w.Cmds.FailCollection(ctx, job.Tenant, c.ID, reason, logs)
 	}
-	if c.Purpose == vr.PurposeRelease {
+	if c.Purpose == dvr.PurposeRelease {
 		if err := org.Label(ctx, c.ClientID, []string{QuarantineLabel}, "remove"); err != nil {
 			return err
 		}
@@ -279,10 +286,15 @@ func (w *Worker) hunt(ctx context.Context, org velociraptor.Org, job commands.Jo
 	}); err != nil {
 		return err
 	}
-	if err := w.huntResults(ctx, org, job, h, vr); err != nil {
-		return err
-	}
 	ended := vr.State == "STOPPED" || vr.State == "ARCHIVED" || (!h.Expires.IsZero() && w.now().After(h.Expires))
+	// Results are read again only when the client counts moved, and once
+	// more at the end: a large hunt is not re-read on every look.
+	if vrStats := (dvr.HuntStats{Scheduled: vr.Stats.Scheduled, Completed: vr.Stats.Completed, WithResults: vr.Stats.WithResults,
+		Errors: vr.Stats.Errors}); vrStats != h.Stats || ended || h.StopRequested {
+		if err := w.huntResults(ctx, org, job, h, vr); err != nil {
+			return err
+		}
+	}
 	if ended || h.StopRequested {
 		return w.Cmds.RecordHuntStopped(ctx, job.Tenant, h.ID)
 	}

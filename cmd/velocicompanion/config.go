@@ -190,18 +190,7 @@ func settings(c *config) []setting {
 			c.RefreshReuseGrace = d
 			return nil
 		}},
-		{"siem-allowed-networks", "", "comma-separated private CIDRs SIEM destinations may reach; loopback, private, link-local and other internal addresses are refused otherwise", func(v string) error {
-			var raw []string
-			if err := list(&raw)(v); err != nil {
-				return err
-			}
-			nets, err := siem.ParseNetworks(raw)
-			if err != nil {
-				return err
-			}
-			c.SIEMAllowedNetworks = nets
-			return nil
-		}},
+		{"siem-allowed-networks", "", "comma-separated private CIDRs SIEM destinations may reach; loopback, private, link-local and other internal addresses are refused otherwise", networks(&c.SIEMAllowedNetworks)},
 		{"siem-forward", "true", "run the SIEM forwarders on this replica (each destination is its own Kafka consumer group siem.v1.<id>)", boolean(&c.SIEMForward)},
 		{"siem-attempts", "8", "delivery attempts of one event to a SIEM destination, with exponential back-off, before it goes to the dead-letter topic", func(v string) error {
 			var n int64
@@ -216,18 +205,25 @@ func settings(c *config) []setting {
 		{"velociraptor-jobs", "true", "run the Velociraptor process manager and client sync (one replica at a time leads them)", boolean(&c.VRJobs)},
 		{"velociraptor-sync-interval", "5m", "how often each tenant's Velociraptor clients are synced into its hosts", dur(&c.VRSyncInterval)},
 		{"velociraptor-poll", "5s", "how often requested and running Velociraptor collections and hunts are looked at", dur(&c.VRPoll)},
-		{"velociraptor-allowed-networks", "", "comma-separated private CIDRs that tenants' Velociraptor servers may be reached at (others are refused)", func(v string) error {
-			var raw []string
-			if err := list(&raw)(v); err != nil {
-				return err
+		{"velociraptor-allowed-networks", "", "comma-separated private CIDRs that tenants' Velociraptor servers may be reached at (others are refused)", networks(&c.VRAllowedNetworks)},
+	}
+}
+
+// networks parses a comma-separated list of CIDRs into dst.
+func networks(dst *[]netip.Prefix) func(string) error {
+	return func(v string) error {
+		var raw []string
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				raw = append(raw, s)
 			}
-			nets, err := siem.ParseNetworks(raw)
-			if err != nil {
-				return err
-			}
-			c.VRAllowedNetworks = nets
-			return nil
-		}},
+		}
+		nets, err := siem.ParseNetworks(raw)
+		if err != nil {
+			return err
+		}
+		*dst = nets
+		return nil
 	}
 }
 

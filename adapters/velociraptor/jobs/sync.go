@@ -16,6 +16,10 @@ import (
 	"velocicompanion/eventstore"
 )
 
+// CertificateWarning is how long before its client certificate expires a
+// connection is warned about.
+const CertificateWarning = 30 * 24 * time.Hour
+
 // syncActor is who the host events of a sync are by.
 const syncActor = "velociraptor-sync"
 
@@ -102,6 +106,11 @@ func (s *Sync) Tenant(ctx context.Context, tenant domain.TenantID) (SyncReport, 
 		return rep, err
 	}
 	rep.Clients = len(clients)
+	if conn, err := s.Cmds.Connection(ctx, tenant); err == nil && time.Until(conn.Summary.NotAfter) < CertificateWarning {
+		s.log().WarnContext(ctx, "velociraptor client certificate expires soon: post a new api_client configuration",
+			slog.String("tenant", string(tenant)), slog.Time("not_after", conn.Summary.NotAfter),
+			slog.String("fingerprint", conn.Summary.Fingerprint))
+	}
 	meta := eventstore.Metadata{Actor: syncActor, ActorType: "system"}
 	for _, c := range clients {
 		res, err := s.Hosts.SyncHost(ctx, HostReport(tenant, c, meta))

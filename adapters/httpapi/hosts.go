@@ -32,6 +32,7 @@ func (s *Server) hostRoutes() []op {
 		{Name: "last_seen_before", In: "query", Desc: "RFC 3339 time; hosts last seen before it"},
 		{Name: "last_seen_after", In: "query", Desc: "RFC 3339 time; hosts last seen after it"},
 		{Name: "score_min", In: "query", Type: "integer", Desc: "lowest threat score, 0 to 100"},
+		{Name: "quarantined", In: "query", Desc: "true: only quarantined hosts (quarantine.status quarantined); false: all the others"},
 		{Name: "sort", In: "query", Desc: "hostname (default), fqdn, os, last_seen, first_seen, score or created_at"},
 		{Name: "order", In: "query", Desc: "asc (default) or desc"},
 		{Name: "include_total", In: "query", Desc: "true: the number of matching hosts in X-Total-Count"},
@@ -75,6 +76,26 @@ type hostRead struct {
 	UpdatedAt            time.Time       `json:"updated_at"`
 	Version              int64           `json:"version"`
 	Position             int64           `json:"position,omitempty" doc:"global position of the write; pass it as min_position to read your own write"`
+	Quarantine           hostQuarantine  `json:"quarantine" doc:"the host's network isolation through Velociraptor"`
+}
+
+// hostQuarantine is where a host's network quarantine stands.
+type hostQuarantine struct {
+	Status       string     `json:"status" doc:"none, quarantine_requested, quarantined, release_requested, released or failed (a quarantine or release failed: whether the host is isolated is unknown)"`
+	CollectionID *string    `json:"collection_id" doc:"the Velociraptor collection of the latest quarantine or release (GET /api/velociraptor/collections/{id}); null for none"`
+	UpdatedAt    *time.Time `json:"updated_at" doc:"when the status last changed; null for none, and in the answer to a host write"`
+}
+
+// quarantineRead returns a host's quarantine as the API shows it.
+func quarantineRead(status hosts.QuarantineStatus, collection string, at *time.Time) hostQuarantine {
+	q := hostQuarantine{Status: string(status), CollectionID: hostText(collection)}
+	if status == hosts.StatusNotQuarantined {
+		q.Status = "none"
+	}
+	if at != nil {
+		q.UpdatedAt = hostTime(*at)
+	}
+	return q
 }
 
 // createHostRequest is the body of POST /api/hosts.
@@ -149,7 +170,7 @@ func hostFromView(v commands.View[hosts.State], tenant domain.TenantID, pos int6
 		IPAddresses: hostList(st.IPs), FQDN: hostText(st.FQDN), OSVersion: hostText(st.OSVersion),
 		Labels: hostList(st.Labels), VelociraptorClientID: hostText(st.ClientID),
 		FirstSeen: hostTime(st.FirstSeen), Source: st.Origin, UpdatedAt: v.UpdatedAt.UTC(), Version: v.Version,
-		Position: pos}
+		Position: pos, Quarantine: quarantineRead(st.Quarantine.Status, st.Quarantine.Collection, nil)}
 	if len(st.IPs) > 0 {
 		out.IPAddress = &st.IPs[0]
 	}
@@ -164,7 +185,7 @@ func hostFromRow(h hostsearch.Host) hostRead {
 		HostMetadata: h.Metadata, CreatedAt: h.CreatedAt.UTC(), IPAddresses: hostList(h.IPs),
 		FQDN: hostText(h.FQDN), OSVersion: hostText(h.OSVersion), Labels: hostList(h.Labels),
 		VelociraptorClientID: hostText(h.ClientID), Source: h.Source, UpdatedAt: h.UpdatedAt.UTC(),
-		Version: h.Version}
+		Version: h.Version, Quarantine: quarantineRead(h.Quarantine.Status, h.Quarantine.Collection, h.Quarantine.UpdatedAt)}
 	if h.LastSeen != nil {
 		out.LastSeen = hostTime(*h.LastSeen)
 	}
@@ -207,6 +228,7 @@ var (
 	errEmptyHostPatch = domain.Invalid("empty_update", "nothing to change")
 	errBadScoreMin    = domain.Invalid("invalid_score_min", "score_min must be an integer from 0 to 100")
 	errBadTotalFlag   = domain.Invalid("invalid_include_total", "include_total must be true or false")
+	errBadQuarantined = domain.Invalid("invalid_quarantined", "quarantined must be true or false")
 	errBadBefore      = domain.Invalid("invalid_before", "before must be a positive integer: the X-Next-Cursor of the previous page")
 )
 
@@ -265,6 +287,13 @@ func hostQuery(c *gin.Context) (hostsearch.Query, error) {
 			return q, errBadScoreMin
 		}
 		f.ScoreMin = &n
+	}
+	if v := c.Query("quarantined"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return q, errBadQuarantined
+		}
+		f.Quarantined = &b
 	}
 	q.Sort, err = hostsearch.ParseSort(c.Query("sort"), c.Query("order"))
 	return q, err

@@ -17,7 +17,7 @@ type notificationRead struct {
 	Title            string             `json:"title"`
 	Message          string             `json:"message"`
 	NotificationType notifications.Type `json:"notification_type" doc:"info, warning, error or success"`
-	Link             *string            `json:"link" doc:"the client route of the subject, such as /cases/{id}"`
+	Link             *string            `json:"link" doc:"the route of the subject: the client route /cases/{id}, or the API route /api/velociraptor/collections/{id}, /api/velociraptor/hunts/{id} or /api/hosts/{id}"`
 	ID               string             `json:"id"`
 	UserID           domain.UserID      `json:"user_id"`
 	TenantID         domain.TenantID    `json:"tenant_id"`

@@ -65,6 +65,7 @@ const (
 	OCSFEntityManagement = 3004 // Identity & Access Management: Entity Management
 	OCSFIncidentFinding  = 2005 // Findings: Incident Finding
 	OCSFAPIActivity      = 6003 // Application Activity: API Activity
+	OCSFRemediation      = 7001 // Remediation: Remediation Activity (isolating and restoring a host)
 )
 
 // Event is the common shape of one event as it leaves for a SIEM: the audit
@@ -75,8 +76,8 @@ type Event struct {
 	// Category is the ECS event.category: "authentication", "iam",
 	// "configuration", "host" or "threat".
 	Category string
-	// Kind is the ECS event.type: "start", "creation", "change", "deletion",
-	// "denied", "info".
+	// Kind is the ECS event.type: "start", "end", "creation", "change",
+	// "deletion", "denied", "error", "info".
 	Kind string
 	// Threat is the event's threat class.
 	Threat ThreatClass
@@ -106,7 +107,7 @@ func FromEntry(e auditlog.Entry) Event {
 	ev.TLP = strings.ToLower(strings.TrimPrefix(strings.ToUpper(fields.TLP), "TLP:"))
 
 	verb := e.Action[strings.LastIndexByte(e.Action, '.')+1:]
-	ev.Kind = kindOf(verb, e.Result)
+	ev.Kind = kindOf(e.ResourceType, verb, e.Result)
 	ev.Category, ev.OCSFClass = categoryOf(e.ResourceType, verb)
 
 	ev.Threat = ThreatInfo
@@ -119,18 +120,43 @@ func FromEntry(e auditlog.Entry) Event {
 	case ThreatClass(strings.ToLower(fields.Severity)).Valid():
 		ev.Threat = ThreatClass(strings.ToLower(fields.Severity))
 	case strings.Contains(verb, "role") || strings.Contains(verb, "mfa") || strings.Contains(verb, "totp") ||
-		strings.Contains(verb, "password") || strings.Contains(verb, "api_key") || strings.Contains(verb, "disabled"):
+		strings.Contains(verb, "password") || strings.Contains(verb, "api_key") || strings.Contains(verb, "disabled"),
+		// A host's network isolation, and the credentials that let the
+		// tenant run queries on every endpoint.
+		isQuarantine(e.ResourceType, verb), e.ResourceType == "velociraptor" && verb != "checked":
 		ev.Threat = ThreatLow
 	}
 	return ev
 }
 
-func kindOf(verb, result string) string {
+// isQuarantine reports whether verb, of a host, is a step of its network
+// quarantine or release.
+func isQuarantine(resource, verb string) bool {
+	return resource == "host" && (strings.HasPrefix(verb, "quarantine") || strings.HasPrefix(verb, "release"))
+}
+
+// failedOperations are the resources whose failures are operations that
+// went wrong (a collection, a hunt, a Velociraptor connection check) rather
+// than a refused attempt.
+var failedOperations = map[string]bool{"collection": true, "hunt": true, "velociraptor": true}
+
+func kindOf(resource, verb, result string) string {
 	switch {
+	case result == auditlog.ResultFailure && (failedOperations[resource] || isQuarantine(resource, verb)):
+		return "error"
 	case result == auditlog.ResultFailure:
 		return "denied"
-	case strings.HasSuffix(verb, "_deleted") || strings.HasSuffix(verb, "_removed") || strings.HasSuffix(verb, "_revoked"):
+	case strings.HasSuffix(verb, "_deleted") || strings.HasSuffix(verb, "_removed") || strings.HasSuffix(verb, "_revoked") ||
+		verb == "removed":
 		return "deletion"
+	case verb == "requested" && (resource == "collection" || resource == "hunt"):
+		return "creation" // a new collection or hunt
+	case verb == "scheduled":
+		return "start"
+	case verb == "completed" || verb == "stopped" || verb == "cancelled":
+		return "end"
+	case verb == "configured" || verb == "quarantined" || verb == "released" || strings.HasSuffix(verb, "_requested"):
+		return "change"
 	case strings.HasSuffix(verb, "_created") || strings.HasSuffix(verb, "_registered") || strings.HasSuffix(verb, "_added") ||
 		strings.HasSuffix(verb, "_opened") || verb == "opened" || verb == "created" || verb == "registered" || verb == "added":
 		return "creation"
@@ -152,8 +178,13 @@ func categoryOf(resource, verb string) (string, int) {
 		return "iam", OCSFUserAccess
 	case resource == "user" || resource == "api_key":
 		return "iam", OCSFAccountChange
-	case resource == "tenant" || resource == "siem_destination":
+	case resource == "tenant" || resource == "siem_destination" || resource == "velociraptor":
 		return "configuration", OCSFEntityManagement
+	case isQuarantine(resource, verb):
+		return "host", OCSFRemediation
+	case resource == "collection" || resource == "hunt":
+		// Queries run on endpoints through the Velociraptor API.
+		return "host", OCSFAPIActivity
 	case resource == "host":
 		return "host", OCSFEntityManagement
 	case resource == "case" || resource == "artifact":

@@ -40,6 +40,18 @@ func TestFromEntry(t *testing.T) {
 		{"tlp with prefix", "case.updated", "case", `{"tlp":"TLP:RED"}`, siem.ThreatInfo, "threat", "change", "red", siem.OCSFIncidentFinding},
 		{"bad severity ignored", "case.updated", "case", `{"severity":7}`, siem.ThreatInfo, "threat", "change", "", siem.OCSFIncidentFinding},
 		{"not json", "host.registered", "host", `nope`, siem.ThreatInfo, "host", "creation", "", siem.OCSFEntityManagement},
+		{"vr configured", "velociraptor.configured", "velociraptor", `{"fingerprint":"ab"}`, siem.ThreatLow, "configuration", "change", "", siem.OCSFEntityManagement},
+		{"vr removed", "velociraptor.removed", "velociraptor", `{}`, siem.ThreatLow, "configuration", "deletion", "", siem.OCSFEntityManagement},
+		{"vr checked", "velociraptor.checked", "velociraptor", `{"ok":true}`, siem.ThreatInfo, "configuration", "info", "", siem.OCSFEntityManagement},
+		{"collection requested", "collection.requested", "collection", `{}`, siem.ThreatInfo, "host", "creation", "", siem.OCSFAPIActivity},
+		{"collection completed", "collection.completed", "collection", `{"rows":3}`, siem.ThreatInfo, "host", "end", "", siem.OCSFAPIActivity},
+		{"collection failed", "collection.failed", "collection", `{"error":"x"}`, siem.ThreatMedium, "host", "error", "", siem.OCSFAPIActivity},
+		{"hunt stop requested", "hunt.stop_requested", "hunt", `{}`, siem.ThreatInfo, "host", "change", "", siem.OCSFAPIActivity},
+		{"hunt failed", "hunt.failed", "hunt", `{}`, siem.ThreatMedium, "host", "error", "", siem.OCSFAPIActivity},
+		{"quarantine requested", "host.quarantine_requested", "host", `{}`, siem.ThreatLow, "host", "change", "", siem.OCSFRemediation},
+		{"quarantined", "host.quarantined", "host", `{}`, siem.ThreatLow, "host", "change", "", siem.OCSFRemediation},
+		{"quarantine failed", "host.quarantine_failed", "host", `{}`, siem.ThreatMedium, "host", "error", "", siem.OCSFRemediation},
+		{"released", "host.released", "host", `{}`, siem.ThreatLow, "host", "change", "", siem.OCSFRemediation},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +63,22 @@ func TestFromEntry(t *testing.T) {
 					tt.wantThreat, tt.wantCategory, tt.wantTy, tt.wantTLP, tt.wantOCSF)
 			}
 		})
+	}
+}
+
+// TestFromEnvelopeVelociraptor maps stored Velociraptor events: a failing
+// connection check is a failure, and artifact parameter values never leave.
+func TestFromEnvelopeVelociraptor(t *testing.T) {
+	ev := siem.FromEnvelope(eventstore.Envelope{EventID: "e1", Tenant: "t1", StreamType: "velociraptor", StreamID: "connection",
+		Name: "velociraptor.checked", Payload: json.RawMessage(`{"ok":false,"error":"connection refused"}`)})
+	if ev.Result != auditlog.ResultFailure || ev.Kind != "error" || ev.Threat != siem.ThreatMedium || ev.ResourceID != "connection" {
+		t.Fatalf("failing check: result %s kind %s threat %s resource %s", ev.Result, ev.Kind, ev.Threat, ev.ResourceID)
+	}
+	ev = siem.FromEnvelope(eventstore.Envelope{EventID: "e2", Tenant: "t1", StreamType: "hunt", StreamID: "hunt-1",
+		Name: "hunt.requested", Payload: json.RawMessage(`{"artifacts":["A"],"parameters":{"URL":"https://u:p4ss@x.example"},"by":"u1"}`)})
+	if ev.Kind != "creation" || ev.ResourceType != "hunt" || ev.ResourceID != "hunt-1" || strings.Contains(string(ev.Details), "p4ss") ||
+		!strings.Contains(string(ev.Details), `"URL":"[redacted]"`) {
+		t.Fatalf("hunt request: kind %s resource %s/%s details %s", ev.Kind, ev.ResourceType, ev.ResourceID, ev.Details)
 	}
 }
 

@@ -47,6 +47,11 @@ type hostBody struct {
 	Source       string          `json:"source"`
 	Version      int64           `json:"version"`
 	Position     int64           `json:"position"`
+	Quarantine   struct {
+		Status       string     `json:"status"`
+		CollectionID *string    `json:"collection_id"`
+		UpdatedAt    *time.Time `json:"updated_at"`
+	} `json:"quarantine"`
 }
 
 type hostEventBody struct {
@@ -179,7 +184,7 @@ func TestEndToEndHosts(t *testing.T) {
 	r.json(t, &raw)
 	for _, k := range []string{"id", "hostname", "ip_address", "os", "tenant_id", "host_metadata", "created_at", "last_seen",
 		"ip_addresses", "fqdn", "os_version", "labels", "velociraptor_client_id", "first_seen", "threat_score", "threat_class",
-		"source", "version"} {
+		"source", "version", "quarantine"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("host lacks %q: %s", k, r.body)
 		}
@@ -191,7 +196,8 @@ func TestEndToEndHosts(t *testing.T) {
 		fmt.Sprint(h1.IPAddresses) != "[10.0.0.5 2001:db8::5]" || fmt.Sprint(h1.Labels) != "[finance]" ||
 		h1.ClientID == nil || *h1.ClientID != "C.1234567890abcdef" || h1.Source != "analyst" || h1.Version != 2 ||
 		h1.LastSeen == nil || !h1.LastSeen.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) || h1.ThreatScore != nil ||
-		string(h1.HostMetadata) == "" || r.header.Get("ETag") != `"2"` {
+		string(h1.HostMetadata) == "" || r.header.Get("ETag") != `"2"` ||
+		h1.Quarantine.Status != "none" || h1.Quarantine.CollectionID != nil || h1.Quarantine.UpdatedAt != nil {
 		t.Fatalf("created host %+v (ETag %s)", h1, r.header.Get("ETag"))
 	}
 	w.create(t, w.carol, map[string]any{"hostname": "ws_0002", "ip_address": "10.0.1.7", "os": "windows"})
@@ -258,6 +264,8 @@ func TestEndToEndHosts(t *testing.T) {
 		"sort=hostname&order=desc":               {"wsx0002", "ws_0002", "WS-0001", "db-01"},
 		"sort=created_at&order=desc":             {"db-01", "wsx0002", "ws_0002", "WS-0001"},
 		"sort=last_seen&order=desc&limit=1":      {"WS-0001"},
+		"quarantined=false":                      all,
+		"quarantined=TRUE":                       {},
 	} {
 		got, _ := w.list(t, w.vic, q)
 		if !slices.Equal(got, want) {
@@ -303,6 +311,7 @@ func TestEndToEndHosts(t *testing.T) {
 		"score_min=high":                           "invalid_score_min",
 		"score_min=101":                            "invalid_score_min",
 		"include_total=maybe":                      "invalid_include_total",
+		"quarantined=maybe":                        "invalid_quarantined",
 		"limit=0":                                  "invalid_limit",
 		"limit=501":                                "invalid_limit",
 		"cursor=garbage":                           "invalid_cursor",

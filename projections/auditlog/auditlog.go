@@ -14,12 +14,14 @@ package auditlog
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"io/fs"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"velocicompanion/domain/velociraptor"
 	"velocicompanion/eventstore"
 	"velocicompanion/projections/readmodel"
 )
@@ -61,13 +63,14 @@ const (
 )
 
 // failureSuffixes mark the names of events that record a refused or failed
-// attempt (user.login_failed, user.refresh_token_reused, …) rather than a
-// change that happened.
-var failureSuffixes = []string{"_failed", "_failure", "_reused", "_denied", "_rejected", "_refused", "_replayed"}
+// attempt (user.login_failed, user.refresh_token_reused, …) or a failed
+// operation (collection.failed, host.quarantine_failed) rather than a change
+// that happened.
+var failureSuffixes = []string{"_failed", ".failed", "_failure", "_reused", "_denied", "_rejected", "_refused", "_replayed"}
 
 // ResultOf returns the result of an event called name: ResultFailure for the
-// security events that record a failed or refused attempt, ResultSuccess for
-// every other fact.
+// security events that record a failed or refused attempt and for failed
+// operations, ResultSuccess for every other fact.
 func ResultOf(name string) string {
 	for _, s := range failureSuffixes {
 		if strings.HasSuffix(name, s) {
@@ -105,14 +108,29 @@ func Describe(env eventstore.Envelope) Entry {
 		Action:        env.Name,
 		ResourceType:  env.StreamType,
 		ResourceID:    env.StreamID,
-		Result:        ResultOf(env.Name),
+		Result:        resultOf(env),
 		SourceIP:      m.SourceIP,
 		UserAgent:     clip(m.UserAgent, 512),
 		RequestID:     m.RequestID,
 		CorrelationID: m.CorrelationID,
 		Position:      env.Position,
-		Details:       Summarize(env.Payload),
+		Details:       summarize(env.Name, env.Payload),
 	}
+}
+
+// resultOf is ResultOf for one event, which for a Velociraptor connection
+// check depends on what it found: a check that could not reach the server
+// is a failure.
+func resultOf(env eventstore.Envelope) string {
+	if env.Name == velociraptor.EventChecked {
+		var c struct {
+			OK *bool `json:"ok"`
+		}
+		if err := json.Unmarshal(env.Payload, &c); err == nil && c.OK != nil && !*c.OK {
+			return ResultFailure
+		}
+	}
+	return ResultOf(env.Name)
 }
 
 const insertSQL = `INSERT INTO audit_log (tenant_id, event_id, position, recorded_at, actor, actor_type, role, action,

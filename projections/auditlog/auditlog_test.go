@@ -435,6 +435,8 @@ func TestResultOf(t *testing.T) {
 	for name, want := range map[string]string{
 		"user.login_failed": "failure", "user.refresh_token_reused": "failure", "user.access_denied": "failure",
 		"user.logged_in": "success", "case.opened": "success", "user.failed_attempts_reset": "success",
+		"collection.failed": "failure", "hunt.failed": "failure", "host.quarantine_failed": "failure",
+		"collection.completed": "success", "hunt.stopped": "success", "host.released": "success",
 	} {
 		if got := auditlog.ResultOf(name); got != want {
 			t.Errorf("ResultOf(%s) = %s, want %s", name, got, want)
@@ -448,6 +450,53 @@ func TestResultOf(t *testing.T) {
 	for _, ok := range []string{"username", "email", "title", "role", "reason", "session", "source_ip"} {
 		if auditlog.SecretName(ok) {
 			t.Errorf("SecretName(%q) = true", ok)
+		}
+	}
+}
+
+// TestDescribeVelociraptor describes the Velociraptor events as they are
+// stored: the resource is their stream, failures are failures, and the
+// summary keeps what identifies a connection but never a parameter value or
+// a client's log line.
+func TestDescribeVelociraptor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, streamType, streamID, payload string
+		result, details                     string
+	}{
+		{"velociraptor.configured", "velociraptor", "connection",
+			`{"org_id":"O1","name":"vc","address":"vr.example:8001","server_name":"VelociraptorServer","common_name":"vc",` +
+				`"fingerprint":"ab12","not_after":"2027-01-01T00:00:00Z","by":"u1"}`, "success",
+			`{"address":"vr.example:8001","by":"u1","common_name":"vc","fingerprint":"ab12","name":"vc","not_after":"2027-01-01T00:00:00Z","org_id":"O1","server_name":"VelociraptorServer"}`},
+		{"velociraptor.checked", "velociraptor", "connection", `{"ok":false,"error":"connection refused","at":"2026-11-26T12:00:00Z"}`,
+			"failure", `{"at":"2026-11-26T12:00:00Z","error":"connection refused","ok":false}`},
+		{"velociraptor.checked", "velociraptor", "connection", `{"ok":true,"error":"","at":"2026-11-26T12:00:00Z"}`,
+			"success", `{"at":"2026-11-26T12:00:00Z","error":"","ok":true}`},
+		{"collection.requested", "collection", "col-1",
+			`{"id":"col-1","client_id":"C.1234567890abcdef","artifacts":["Generic.Collectors.File"],` +
+				`"parameters":{"Glob":"C:\\Users\\*","UploadURL":"https://x.example/u?sig=s3cr3t","S3Secret":"s3cr3t"},"purpose":"collect","by":"u1"}`,
+			"success",
+			`{"artifacts":["Generic.Collectors.File"],"by":"u1","client_id":"C.1234567890abcdef","id":"col-1","parameters":{"Glob":"[redacted]","UploadURL":"[redacted]"},"purpose":"collect"}`},
+		{"collection.completed", "collection", "col-1", `{"rows":3,"sources":[{"source":"A","rows":3}],"logs":["token=abc"]}`,
+			"success", `{"logs":"[redacted]","rows":3,"sources":[{"rows":3,"source":"A"}]}`},
+		{"collection.failed", "collection", "col-1", `{"error":"VQL Error: boom","logs":["ERROR: x"]}`,
+			"failure", `{"error":"VQL Error: boom","logs":"[redacted]"}`},
+		{"hunt.requested", "hunt", "hunt-1", `{"id":"hunt-1","description":"d","artifacts":["A"],"parameters":{"Pattern":"x"},"by":"u1"}`,
+			"success", `{"artifacts":["A"],"by":"u1","description":"d","id":"hunt-1","parameters":{"Pattern":"[redacted]"}}`},
+		{"hunt.failed", "hunt", "hunt-1", `{"error":"PermissionDenied"}`, "failure", `{"error":"PermissionDenied"}`},
+		{"hunt.stopped", "hunt", "hunt-1", `{}`, "success", `{}`},
+		{"host.quarantine_failed", "host", "h1", `{"collection":"q-1","error":"flow timed out"}`,
+			"failure", `{"collection":"q-1","error":"flow timed out"}`},
+		{"host.quarantined", "host", "h1", `{"collection":"q-1","flow_id":"F.1"}`, "success", `{"collection":"q-1","flow_id":"F.1"}`},
+	} {
+		e := auditlog.Describe(eventstore.Envelope{EventID: "e1", Tenant: tenantA, StreamType: tc.streamType, StreamID: tc.streamID,
+			Name: tc.name, Payload: json.RawMessage(tc.payload)})
+		if e.Action != tc.name || e.ResourceType != tc.streamType || e.ResourceID != tc.streamID || e.Result != tc.result ||
+			string(e.Details) != tc.details {
+			t.Errorf("%s: %s %s/%s %s %s, want %s %s", tc.name, e.Action, e.ResourceType, e.ResourceID, e.Result, e.Details, tc.result, tc.details)
+		}
+		if strings.Contains(string(e.Details), "s3cr3t") || strings.Contains(string(e.Details), "token=") {
+			t.Errorf("%s: the summary repeats a secret: %s", tc.name, e.Details)
 		}
 	}
 }

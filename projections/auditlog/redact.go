@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"velocicompanion/domain/velociraptor"
 )
 
 // Bounds of a summary.
@@ -64,17 +66,56 @@ func secretValue(s string) bool {
 	return jwtLike.MatchString(s)
 }
 
+// withheld lists, by event name, the payload fields that a summary shows
+// only in outline (see outline), because their values are free-form input
+// that may carry a credential whatever its name: artifact parameters (an
+// upload URL with a token in it, say) and the log lines a Velociraptor
+// client sent back. The collection or hunt itself keeps them.
+var withheld = map[string][]string{
+	velociraptor.EventCollectionRequested: {"parameters"},
+	velociraptor.EventHuntRequested:       {"parameters"},
+	velociraptor.EventCollectionCompleted: {"logs"},
+	velociraptor.EventCollectionFailed:    {"logs"},
+}
+
+// outline returns what a summary shows of a withheld value: an object's
+// member names with Redacted values, Redacted for anything else but null.
+func outline(v any) any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k := range x {
+			out[k] = Redacted
+		}
+		return out
+	}
+	return Redacted
+}
+
 // Summarize returns a redacted summary of an event's JSON payload: fields
 // whose names suggest a secret are removed (SecretName), string values that
 // look like credentials are replaced by Redacted, long strings are cut to 256
 // bytes, and arrays, objects and nesting are bounded. It never fails: a
 // payload that is not JSON yields an empty object.
-func Summarize(payload []byte) json.RawMessage {
+func Summarize(payload []byte) json.RawMessage { return summarize("", payload) }
+
+// summarize is Summarize for an event called name, whose withheld fields it
+// shows only in outline.
+func summarize(name string, payload []byte) json.RawMessage {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return json.RawMessage(`{}`)
+	}
+	if obj, ok := v.(map[string]any); ok {
+		for _, f := range withheld[name] {
+			if fv, ok := obj[f]; ok {
+				obj[f] = outline(fv)
+			}
+		}
 	}
 	out, err := json.Marshal(redact(v, 0))
 	if err != nil {

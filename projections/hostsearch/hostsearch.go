@@ -64,7 +64,8 @@ SELECT h.tenant_id, h.host_id, l FROM h, unnest($11::text[]) AS l`
 
 // Apply updates the read model for one event; applying it twice changes
 // nothing (rows remember the stream version they reflect, and child rows
-// change only with their host row).
+// change only with their host row). Every event of a host stream advances
+// the row's version, the quarantine events included.
 func (Projector) Apply(ctx context.Context, tx pgx.Tx, env eventstore.Envelope) error {
 	if env.StreamType != "host" {
 		return nil
@@ -147,8 +148,31 @@ func (Projector) Apply(ctx context.Context, tx pgx.Tx, env eventstore.Envelope) 
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM host_search_label WHERE tenant_id = $1 AND host_id = $2`, tenant, id)
 		return err
+	case hosts.QuarantineRequested:
+		return setQuarantine(set, hosts.StatusQuarantineRequested, e.Collection)
+	case hosts.Quarantined:
+		return setQuarantine(set, hosts.StatusQuarantined, e.Collection)
+	case hosts.QuarantineFailed:
+		return setQuarantine(set, hosts.StatusQuarantineFailed, e.Collection)
+	case hosts.ReleaseRequested:
+		return setQuarantine(set, hosts.StatusReleaseRequested, e.Collection)
+	case hosts.Released:
+		return setQuarantine(set, hosts.StatusReleased, e.Collection)
 	}
-	return nil // not a host event this projector knows
+	// Another event of the stream (one this projector does not show, or one
+	// the codec does not know yet) still advances the host's version and
+	// update time, so that they, and the ETag made of the version, stay those
+	// of the stream.
+	_, err := set("")
+	return err
+}
+
+// setQuarantine records a quarantine event through set: the status it leads
+// to, the collection it is about and, as the time of the change, the
+// event's.
+func setQuarantine(set func(string, ...any) (bool, error), status hosts.QuarantineStatus, collection string) error {
+	_, err := set(`quarantine_status = $5, quarantine_collection = $6, quarantine_updated_at = $3`, string(status), collection)
+	return err
 }
 
 func insert(ctx context.Context, tx pgx.Tx, env eventstore.Envelope, p hosts.Profile, src hosts.Source, first, last any) error {

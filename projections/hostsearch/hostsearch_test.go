@@ -461,6 +461,8 @@ func TestRebuild(t *testing.T) {
 	eventstore.Register[hosts.LabelsChanged](codec, 1)
 	eventstore.Register[hosts.Seen](codec, 1)
 	eventstore.Register[hosts.Deleted](codec, 1)
+	eventstore.Register[hosts.QuarantineRequested](codec, 1)
+	eventstore.Register[hosts.Quarantined](codec, 1)
 	store := eventstore.NewStore(f.db.App, codec)
 	appendHost := func(tenant domain.TenantID, id string, events ...domain.Event) {
 		t.Helper()
@@ -475,8 +477,27 @@ func TestRebuild(t *testing.T) {
 	appendHost(tenantA, "r2", hosts.Registered{ID: "r2", Profile: hosts.Profile{Hostname: "ws-2"}, Source: hosts.SourceAnalyst},
 		hosts.Seen{At: t0}, hosts.Deleted{})
 	appendHost(tenantB, "r3", hosts.Registered{ID: "r3", Profile: hosts.Profile{Hostname: "db-1", IPs: []string{"10.1.2.3"}}, Source: hosts.SourceAnalyst})
+	appendHost(tenantA, "r4", hosts.Registered{ID: "r4", Profile: hosts.Profile{Hostname: "ws-4", ClientID: "C.1234567890abcdef"}, Source: hosts.SourceAnalyst},
+		hosts.QuarantineRequested{Collection: "c1", By: "u1"}, hosts.Quarantined{Collection: "c1", FlowID: "F.1"})
+	before := tableShape(t, f)
+	if !slices.ContainsFunc(before, func(c string) bool { return strings.HasPrefix(c, "quarantine_status text NO ''") }) {
+		t.Fatalf("the migrated host_search has no quarantine_status:\n%s", strings.Join(before, "\n"))
+	}
 	if err := projections.Rebuild(ctx, f.db.Owner, store, hostsearch.Projector{}, nil); err != nil {
 		t.Fatal(err)
+	}
+	// The shadow's migrations (001 and 002) made the table the live
+	// migrations made: the same columns, types, defaults and indexes.
+	if after := tableShape(t, f); !slices.Equal(after, before) {
+		t.Fatalf("rebuilt host_search differs from the migrated one:\n%s\nwant\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
+	}
+	yes := true
+	q, err := hostsearch.Get(ctx, f.db.App, tenantA, hid("r4"))
+	if err != nil || q.Quarantine.Status != hosts.StatusQuarantined || q.Quarantine.Collection != "c1" || q.Version != 3 {
+		t.Fatalf("rebuilt quarantined host: %+v, %v", q, err)
+	}
+	if got := names(list(t, f, tenantA, hostsearch.Query{Filter: hostsearch.Filter{Quarantined: &yes}})); got != "ws-4" {
+		t.Fatalf("rebuilt model selects %q as quarantined", got)
 	}
 	pfx, _ := hostsearch.ParseIP("10.1.2.3")
 	if got := names(list(t, f, tenantA, hostsearch.Query{Filter: hostsearch.Filter{IP: pfx, Label: "dmz", OS: "linux"}})); got != "WS-1" {
@@ -484,5 +505,128 @@ func TestRebuild(t *testing.T) {
 	}
 	if got := names(list(t, f, tenantB, hostsearch.Query{})); got != "db-1" {
 		t.Fatalf("rebuilt model of tenant B holds %q", got)
+	}
+}
+
+// tableShape describes the columns and indexes of host_search in the test's
+// schema, for comparing a rebuilt table with a migrated one.
+func tableShape(t *testing.T, f *fixture) []string {
+	t.Helper()
+	rows, err := f.db.Owner.Query(context.Background(), `
+		SELECT column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '')
+		FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'host_search'
+		UNION ALL
+		SELECT indexname || ' ' || regexp_replace(indexdef, ' ON \S+ ', ' ON ') FROM pg_indexes
+		WHERE schemaname = current_schema() AND tablename = 'host_search'
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) == 0 {
+		t.Fatal("host_search has no columns")
+	}
+	return out
+}
+
+// TestQuarantine follows a host through quarantine and release: every event
+// advances its version, the read model shows where the quarantine stands,
+// the quarantined filter selects by it, and applying again changes nothing.
+func TestQuarantine(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	seedFilters(t, f)
+	get := func(name string) hostsearch.Host {
+		t.Helper()
+		h, err := hostsearch.Get(ctx, f.db.App, tenantA, hid(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if q := get("a1").Quarantine; q.Status != hosts.StatusNotQuarantined || q.Collection != "" || q.UpdatedAt != nil {
+		t.Fatalf("a host never quarantined: %+v", q)
+	}
+	steps := []struct {
+		event domain.Event
+		want  hosts.QuarantineStatus
+		coll  string
+	}{
+		{hosts.QuarantineRequested{Collection: "c1", Message: "isolated", By: "u1"}, hosts.StatusQuarantineRequested, "c1"},
+		{hosts.QuarantineFailed{Collection: "c1", Error: "flow failed"}, hosts.StatusQuarantineFailed, "c1"},
+		{hosts.ReleaseRequested{Collection: "c2", By: "u2"}, hosts.StatusReleaseRequested, "c2"},
+		{hosts.Released{Collection: "c2"}, hosts.StatusReleased, "c2"},
+		{hosts.QuarantineRequested{Collection: "c3", By: "u1"}, hosts.StatusQuarantineRequested, "c3"},
+		{hosts.Quarantined{Collection: "c3", FlowID: "F.3"}, hosts.StatusQuarantined, "c3"},
+	}
+	var all []eventstore.Envelope
+	for _, st := range steps {
+		envs := f.envelopes(tenantA, "a2", st.event)
+		all = append(all, envs...)
+		f.applyEnvs(t, envs...)
+		f.applyEnvs(t, envs...) // a redelivery
+		h := get("a2")
+		env := envs[0]
+		if h.Version != int64(env.Version) || !h.UpdatedAt.Equal(env.RecordedAt) {
+			t.Fatalf("after %s: version %d at %v, want %d at %v", env.Name, h.Version, h.UpdatedAt, env.Version, env.RecordedAt)
+		}
+		q := h.Quarantine
+		if q.Status != st.want || q.Collection != st.coll || q.UpdatedAt == nil || !q.UpdatedAt.Equal(env.RecordedAt) {
+			t.Fatalf("after %s: quarantine %+v, want %s of %s at %v", env.Name, q, st.want, st.coll, env.RecordedAt)
+		}
+	}
+	// Older events applied again (a replay from an earlier offset) leave the
+	// row as it is.
+	want := get("a2")
+	f.applyEnvs(t, all...)
+	if got := get("a2"); got.Version != want.Version || got.Quarantine.Status != hosts.StatusQuarantined ||
+		got.Quarantine.Collection != "c3" || !got.Quarantine.UpdatedAt.Equal(*want.Quarantine.UpdatedAt) {
+		t.Fatalf("replay changed the host: version %d, quarantine %+v", got.Version, got.Quarantine)
+	}
+
+	// An event of the stream that the codec does not know still advances
+	// the version, and later events are not skipped.
+	unknown := f.envelopes(tenantA, "a2", hosts.Seen{At: t0})
+	unknown[0].Event, unknown[0].Name = nil, "host.something_new"
+	f.applyEnvs(t, unknown...)
+	if h := get("a2"); h.Version != int64(unknown[0].Version) || h.Quarantine.Status != hosts.StatusQuarantined {
+		t.Fatalf("after an unknown event: version %d (want %d), quarantine %+v", h.Version, unknown[0].Version, h.Quarantine)
+	}
+	f.apply(t, tenantA, "a2", hosts.ReleaseRequested{Collection: "c4", By: "u1"})
+	if h := get("a2"); h.Version != int64(unknown[0].Version)+1 || h.Quarantine.Status != hosts.StatusReleaseRequested {
+		t.Fatalf("after release: version %d, quarantine %+v", h.Version, h.Quarantine)
+	}
+	f.apply(t, tenantA, "a2", hosts.Released{Collection: "c4"})
+
+	// The filter: a3 is quarantined in tenant A, and B's host too, which A
+	// never sees.
+	f.apply(t, tenantA, "a3", hosts.QuarantineRequested{Collection: "c5", By: "u1"}, hosts.Quarantined{Collection: "c5"})
+	f.apply(t, tenantA, "a4", hosts.QuarantineRequested{Collection: "c6", By: "u1"})
+	f.apply(t, tenantB, "b1", hosts.QuarantineRequested{Collection: "c7", By: "u9"}, hosts.Quarantined{Collection: "c7"})
+	yes, no := true, false
+	for _, tc := range []struct {
+		filter hostsearch.Filter
+		want   string
+	}{
+		{hostsearch.Filter{Quarantined: &yes}, "wsx0002"},
+		{hostsearch.Filter{Quarantined: &no}, "db-01.corp,WS-0001,ws_0002"},
+		{hostsearch.Filter{Quarantined: &yes, OS: "windows"}, ""},
+		{hostsearch.Filter{Quarantined: &no, OS: "linux"}, "db-01.corp"},
+	} {
+		if got := names(list(t, f, tenantA, hostsearch.Query{Filter: tc.filter})); got != tc.want {
+			t.Errorf("quarantined=%v os=%q selects %q, want %q", *tc.filter.Quarantined, tc.filter.OS, got, tc.want)
+		}
+		n, err := hostsearch.Count(ctx, f.db.App, tenantA, tc.filter)
+		if want := len(strings.Split(tc.want, ",")); err != nil || (tc.want != "" && n != int64(want)) || (tc.want == "" && n != 0) {
+			t.Errorf("Count(quarantined=%v os=%q) = %d, %v", *tc.filter.Quarantined, tc.filter.OS, n, err)
+		}
+	}
+	// A deleted host keeps its quarantine columns but is never listed.
+	f.apply(t, tenantA, "a3", hosts.Deleted{By: "u1"})
+	if got := names(list(t, f, tenantA, hostsearch.Query{Filter: hostsearch.Filter{Quarantined: &yes}})); got != "" {
+		t.Errorf("a deleted quarantined host is listed: %q", got)
 	}
 }

@@ -38,6 +38,16 @@ type Host struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	Version   int64
+	// Quarantine is the host's network isolation; its zero value is a host
+	// never quarantined.
+	Quarantine Quarantine
+}
+
+// Quarantine is where a host's network isolation stands.
+type Quarantine struct {
+	Status     hosts.QuarantineStatus // hosts.StatusNotQuarantined ("") for never asked
+	Collection string                 // the collection of the latest request
+	UpdatedAt  *time.Time             // when Status last changed; nil for never
 }
 
 // Errors of the query parameters.
@@ -176,6 +186,9 @@ type Filter struct {
 	LastSeenBefore, LastSeenAfter time.Time
 	// ScoreMin, when not nil, is the lowest threat score selected.
 	ScoreMin *int
+	// Quarantined, when not nil, selects the hosts that are quarantined
+	// (status quarantined) or, when false, all the others.
+	Quarantined *bool
 }
 
 // check refuses filter values that no host could match for being too long.
@@ -197,15 +210,17 @@ type Query struct {
 
 const columns = `h.tenant_id, h.host_id, h.hostname, h.fqdn, h.ip_addresses, h.os, h.os_version, h.labels, h.client_id,
 	h.metadata, NULLIF(h.first_seen, '-infinity'), NULLIF(h.last_seen, '-infinity'), h.threat_score, h.threat_class,
-	h.source, h.created_at, h.updated_at, h.version`
+	h.source, h.created_at, h.updated_at, h.version, h.quarantine_status, h.quarantine_collection, h.quarantine_updated_at`
 
 func scan(row pgx.Row) (Host, error) {
 	var h Host
-	var tenant, id, class, src string
+	var tenant, id, class, src, quarantine string
 	var meta []byte
 	err := row.Scan(&tenant, &id, &h.Hostname, &h.FQDN, &h.IPs, &h.OS, &h.OSVersion, &h.Labels, &h.ClientID,
-		&meta, &h.FirstSeen, &h.LastSeen, &h.Score, &class, &src, &h.CreatedAt, &h.UpdatedAt, &h.Version)
+		&meta, &h.FirstSeen, &h.LastSeen, &h.Score, &class, &src, &h.CreatedAt, &h.UpdatedAt, &h.Version,
+		&quarantine, &h.Quarantine.Collection, &h.Quarantine.UpdatedAt)
 	h.Tenant, h.ID, h.Class, h.Source = domain.TenantID(tenant), hosts.ID(id), hosts.Class(class), hosts.Source(src)
+	h.Quarantine.Status = hosts.QuarantineStatus(quarantine)
 	if len(meta) > 0 {
 		h.Metadata = meta
 	}
@@ -456,6 +471,13 @@ func (b *builder) filter(f Filter) bool {
 	}
 	if f.ScoreMin != nil {
 		b.and("h.threat_score >= " + b.arg(*f.ScoreMin))
+	}
+	if f.Quarantined != nil {
+		op := " <> "
+		if *f.Quarantined {
+			op = " = "
+		}
+		b.and("h.quarantine_status" + op + b.arg(string(hosts.StatusQuarantined)))
 	}
 	return true
 }

@@ -9,6 +9,8 @@ import (
 
 	"velocicompanion/domain"
 	"velocicompanion/domain/cases"
+	"velocicompanion/domain/hosts"
+	"velocicompanion/domain/velociraptor"
 	"velocicompanion/eventstore"
 )
 
@@ -25,6 +27,14 @@ const (
 	KindCaseClosed        Kind = "case_closed"         // your case was closed
 	KindCaseReopened      Kind = "case_reopened"       // your case was reopened
 	KindTaskAssigned      Kind = "task_assigned"       // a task was given to you
+
+	KindCollectionCompleted Kind = "collection_completed"   // a collection you asked for finished
+	KindCollectionFailed    Kind = "collection_failed"      // a collection you asked for failed
+	KindHuntStopped         Kind = "hunt_stopped"           // a hunt you started ended
+	KindHuntFailed          Kind = "hunt_failed"            // a hunt you started failed
+	KindHostQuarantined     Kind = "host_quarantined"       // a host you asked to isolate is isolated
+	KindHostReleased        Kind = "host_released"          // a host you asked to release is no longer isolated
+	KindQuarantineFailed    Kind = "host_quarantine_failed" // a quarantine or release you asked for failed
 )
 
 // Type is how a client shows a notification: the original API's
@@ -65,6 +75,15 @@ type Facts struct {
 	CaseTitle    string
 	CaseAssignee domain.UserID
 	TaskTitle    string // of the task a task event is about
+
+	// Requester is who asked for the collection, hunt, quarantine or
+	// release that the event ends, Purpose why a collection or a host's
+	// collection ran, and Subject what a collection or hunt is called:
+	// a collection's artifacts and client, a hunt's description.
+	Requester domain.UserID
+	Purpose   velociraptor.Purpose
+	Subject   string
+	Hostname  string // of the host a quarantine event is about; "" when unknown
 }
 
 // idSpace is the UUID namespace of notification ids.
@@ -90,13 +109,14 @@ func ID(eventID string, user domain.UserID, kind Kind) string {
 // does not carry, keep that in a helper table the projector loads into Facts.
 func Notify(env eventstore.Envelope, f Facts) []Notification {
 	var out []Notification
+	link := linkOf(env.StreamType, env.StreamID)
 	add := func(to, by domain.UserID, kind Kind, typ Type, title, message string) {
 		if to == "" || to == by {
 			return
 		}
 		out = append(out, Notification{
 			ID: ID(env.EventID, to, kind), Tenant: env.Tenant, User: to, Kind: kind, Type: typ,
-			Title: title, Message: message, Link: caseLink(env.StreamID), CreatedAt: env.RecordedAt,
+			Title: title, Message: message, Link: link, CreatedAt: env.RecordedAt,
 			SourceEventID: env.EventID, SourcePosition: env.Position,
 		})
 	}
@@ -133,6 +153,42 @@ func Notify(env eventstore.Envelope, f Facts) []Notification {
 		}
 		add(*e.Assignee, e.By, KindTaskAssigned, TypeInfo, "Task assigned to you",
 			fmt.Sprintf("Task %s of case %s was assigned to you.", quote(title), quote(f.CaseTitle)))
+
+	// The events that end what someone asked Velociraptor for come from the
+	// system, so the requester is always told. A collection that quarantines
+	// or releases a host tells through the host's events instead.
+	case velociraptor.CollectionCompleted:
+		if f.Purpose != velociraptor.PurposeCollect {
+			break
+		}
+		add(f.Requester, "", KindCollectionCompleted, TypeSuccess, "Collection completed",
+			fmt.Sprintf("Collection %s completed with %s.", quote(f.Subject), rows(e.Rows)))
+	case velociraptor.CollectionFailed:
+		if f.Purpose != velociraptor.PurposeCollect {
+			break
+		}
+		add(f.Requester, "", KindCollectionFailed, TypeError, "Collection failed",
+			fmt.Sprintf("Collection %s failed: %s", quote(f.Subject), reason(e.Error)))
+	case velociraptor.HuntStopped:
+		add(f.Requester, "", KindHuntStopped, TypeInfo, "Hunt stopped",
+			fmt.Sprintf("Hunt %s stopped; its results are stored.", quote(f.Subject)))
+	case velociraptor.HuntFailed:
+		add(f.Requester, "", KindHuntFailed, TypeError, "Hunt failed",
+			fmt.Sprintf("Hunt %s failed: %s", quote(f.Subject), reason(e.Error)))
+	case hosts.Quarantined:
+		add(f.Requester, "", KindHostQuarantined, TypeSuccess, "Host quarantined",
+			fmt.Sprintf("Host %s is isolated from the network.", hostName(f.Hostname, env.StreamID)))
+	case hosts.Released:
+		add(f.Requester, "", KindHostReleased, TypeSuccess, "Host released",
+			fmt.Sprintf("Host %s is no longer isolated from the network.", hostName(f.Hostname, env.StreamID)))
+	case hosts.QuarantineFailed:
+		what, title := "quarantine", "Quarantine failed"
+		if f.Purpose == velociraptor.PurposeRelease {
+			what, title = "release", "Release failed"
+		}
+		add(f.Requester, "", KindQuarantineFailed, TypeError, title,
+			fmt.Sprintf("The %s of host %s failed, so whether it is isolated is unknown: %s",
+				what, hostName(f.Hostname, env.StreamID), reason(e.Error)))
 	}
 	return out
 }
@@ -147,18 +203,70 @@ var notifying = map[string]bool{
 	cases.EventReopened:      true,
 	cases.EventTaskAdded:     true,
 	cases.EventTaskUpdated:   true,
+
+	velociraptor.EventCollectionCompleted: true,
+	velociraptor.EventCollectionFailed:    true,
+	velociraptor.EventHuntStopped:         true,
+	velociraptor.EventHuntFailed:          true,
+	hosts.EventQuarantined:                true,
+	hosts.EventReleased:                   true,
+	hosts.EventQuarantineFailed:           true,
 }
 
 // MayNotify reports whether events named name can give rise to
 // notifications. Consumers that only deliver notifications skip the others.
 func MayNotify(name string) bool { return notifying[name] }
 
-// caseLink is the client route of a case.
-func caseLink(id string) string {
+// linkOf is the route of the subject of a stream: the client route of a
+// case, the API route of a collection, hunt or host.
+func linkOf(streamType, id string) string {
 	if id == "" {
 		return ""
 	}
-	return "/cases/" + id
+	switch streamType {
+	case "case":
+		return "/cases/" + id
+	case velociraptor.CollectionStreamType:
+		return "/api/velociraptor/collections/" + id
+	case velociraptor.HuntStreamType:
+		return "/api/velociraptor/hunts/" + id
+	case "host":
+		return "/api/hosts/" + id
+	}
+	return ""
+}
+
+// rows says how many rows a collection returned.
+func rows(n int64) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return fmt.Sprintf("%d rows", n)
+}
+
+// reason is an error text as a message repeats it: shortened, and ending in
+// a full stop.
+func reason(text string) string {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return "no reason was given."
+	}
+	if r := []rune(text); len(r) > maxQuoted {
+		text = string(r[:maxQuoted-1]) + "…"
+	}
+	if !strings.HasSuffix(text, ".") {
+		text += "."
+	}
+	return text
+}
+
+// hostName is how a message names a host: its name quoted, or its id when
+// the name is not known.
+func hostName(hostname, id string) string {
+	if strings.TrimSpace(hostname) == "" {
+		return id
+	}
+	return quote(hostname)
 }
 
 // maxQuoted bounds how much of a title a message repeats, in code points.

@@ -7,6 +7,8 @@ import (
 
 	"velocicompanion/domain"
 	"velocicompanion/domain/cases"
+	"velocicompanion/domain/hosts"
+	"velocicompanion/domain/velociraptor"
 	"velocicompanion/eventstore"
 	"velocicompanion/projections/notifications"
 )
@@ -144,4 +146,72 @@ func envelope(e domain.Event) eventstore.Envelope {
 		env.Name = e.EventName()
 	}
 	return env
+}
+
+func TestNotifyVelociraptor(t *testing.T) {
+	collect := notifications.Facts{Requester: alice, Purpose: velociraptor.PurposeCollect, Subject: "Windows.System.Pslist on C.1234567890abcdef"}
+	quarantine := notifications.Facts{Requester: alice, Purpose: velociraptor.PurposeQuarantine, Hostname: "WS-0042"}
+	release := notifications.Facts{Requester: bob, Purpose: velociraptor.PurposeRelease}
+	hunt := notifications.Facts{Requester: carol, Subject: "who is logged on"}
+	for _, tc := range []struct {
+		name       string
+		streamType string
+		event      domain.Event
+		facts      notifications.Facts
+		want       []sent
+		typ        notifications.Type
+		link       string
+		message    string
+	}{
+		{"collection_completed", "collection", velociraptor.CollectionCompleted{Rows: 42}, collect,
+			[]sent{{alice, notifications.KindCollectionCompleted}}, notifications.TypeSuccess, "/api/velociraptor/collections/s-1",
+			`Collection "Windows.System.Pslist on C.1234567890abcdef" completed with 42 rows.`},
+		{"collection_failed", "collection", velociraptor.CollectionFailed{Error: "Unknown artifact"}, collect,
+			[]sent{{alice, notifications.KindCollectionFailed}}, notifications.TypeError, "/api/velociraptor/collections/s-1",
+			`Collection "Windows.System.Pslist on C.1234567890abcdef" failed: Unknown artifact.`},
+		{"quarantine_collection_tells_through_the_host", "collection", velociraptor.CollectionCompleted{Rows: 1}, quarantine, nil, "", "", ""},
+		{"release_collection_failure_tells_through_the_host", "collection", velociraptor.CollectionFailed{Error: "x"}, release, nil, "", "", ""},
+		{"collection_of_unknown_request", "collection", velociraptor.CollectionCompleted{Rows: 1}, notifications.Facts{}, nil, "", "", ""},
+		{"collection_scheduled_is_not_notified", "collection", velociraptor.CollectionScheduled{FlowID: "F.1"}, collect, nil, "", "", ""},
+		{"hunt_stopped", "hunt", velociraptor.HuntStopped{}, hunt,
+			[]sent{{carol, notifications.KindHuntStopped}}, notifications.TypeInfo, "/api/velociraptor/hunts/s-1",
+			`Hunt "who is logged on" stopped; its results are stored.`},
+		{"hunt_failed", "hunt", velociraptor.HuntFailed{Error: ""}, hunt,
+			[]sent{{carol, notifications.KindHuntFailed}}, notifications.TypeError, "/api/velociraptor/hunts/s-1",
+			`Hunt "who is logged on" failed: no reason was given.`},
+		{"hunt_progress_is_not_notified", "hunt", velociraptor.HuntProgressed{State: "RUNNING"}, hunt, nil, "", "", ""},
+		{"host_quarantined", "host", hosts.Quarantined{Collection: "c1", FlowID: "F.1"}, quarantine,
+			[]sent{{alice, notifications.KindHostQuarantined}}, notifications.TypeSuccess, "/api/hosts/s-1",
+			`Host "WS-0042" is isolated from the network.`},
+		{"host_released_unknown_name", "host", hosts.Released{Collection: "c2"}, release,
+			[]sent{{bob, notifications.KindHostReleased}}, notifications.TypeSuccess, "/api/hosts/s-1",
+			`Host s-1 is no longer isolated from the network.`},
+		{"quarantine_failed", "host", hosts.QuarantineFailed{Collection: "c1", Error: "the collection failed"}, quarantine,
+			[]sent{{alice, notifications.KindQuarantineFailed}}, notifications.TypeError, "/api/hosts/s-1",
+			`The quarantine of host "WS-0042" failed, so whether it is isolated is unknown: the collection failed.`},
+		{"release_failed", "host", hosts.QuarantineFailed{Collection: "c2", Error: "timeout."}, release,
+			[]sent{{bob, notifications.KindQuarantineFailed}}, notifications.TypeError, "/api/hosts/s-1",
+			`The release of host s-1 failed, so whether it is isolated is unknown: timeout.`},
+		{"quarantine_request_is_not_notified", "host", hosts.QuarantineRequested{Collection: "c1", By: alice}, quarantine, nil, "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := envelope(tc.event)
+			env.StreamType, env.StreamID = tc.streamType, "s-1"
+			got := notifications.Notify(env, tc.facts)
+			var gotSent []sent
+			for _, n := range got {
+				gotSent = append(gotSent, sent{n.User, n.Kind})
+				if n.Type != tc.typ || n.Link != tc.link || n.Message != tc.message || n.Title == "" ||
+					n.ID != notifications.ID(env.EventID, n.User, n.Kind) || n.SourcePosition != env.Position {
+					t.Errorf("notification %+v, want type %s link %s message %q", n, tc.typ, tc.link, tc.message)
+				}
+			}
+			if !slices.Equal(gotSent, tc.want) {
+				t.Fatalf("Notify sent %v, want %v", gotSent, tc.want)
+			}
+			if len(tc.want) > 0 && !notifications.MayNotify(tc.event.EventName()) {
+				t.Fatalf("MayNotify(%s) is false", tc.event.EventName())
+			}
+		})
+	}
 }

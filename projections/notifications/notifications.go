@@ -5,9 +5,12 @@
 //
 // A notification's id is derived from its source event, its recipient and its
 // kind, so a redelivered or replayed event writes the same rows. The projector
-// keeps two helper tables of its own, case_assignees and case_task_assignees,
-// with what it must know to address notifications that an event alone cannot
-// (a status change does not name the case's assignee).
+// keeps helper tables of its own with what it must know to address
+// notifications that an event alone cannot: case_assignees and
+// case_task_assignees (a status change does not name the case's assignee),
+// velociraptor_requests (who asked for a collection, hunt, quarantine or
+// release, which its end does not name) and host_names (to name the host of
+// a quarantine).
 //
 // Reading a notification is not an event. It is a per-user flag of the read
 // model that MarkRead and MarkAllRead set directly, because it is presentation
@@ -60,7 +63,7 @@ func (Projector) Migrations() fs.FS { return readmodel.Sub(migrations) }
 
 // Tables lists the tables the projector owns.
 func (Projector) Tables() []string {
-	return []string{"notifications", "case_assignees", "case_task_assignees"}
+	return []string{"notifications", "case_assignees", "case_task_assignees", "velociraptor_requests", "host_names"}
 }
 
 // Apply records the notifications one event gives rise to and keeps the
@@ -87,7 +90,7 @@ func (Projector) Apply(ctx context.Context, tx pgx.Tx, env eventstore.Envelope) 
 			task.assignee = ptr(string(*e.Assignee))
 		}
 	default:
-		return nil // not a case event this projector follows, or one the codec does not know
+		return applyVelociraptor(ctx, tx, env)
 	}
 	tenant, id, v := string(env.Tenant), env.StreamID, int64(env.Version)
 	f, applied, err := loadFacts(ctx, tx, env, task)

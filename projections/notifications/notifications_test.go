@@ -12,6 +12,8 @@ import (
 
 	"velocicompanion/domain"
 	"velocicompanion/domain/cases"
+	"velocicompanion/domain/hosts"
+	"velocicompanion/domain/velociraptor"
 	"velocicompanion/eventstore"
 	"velocicompanion/eventstore/pgtest"
 	"velocicompanion/projections"
@@ -31,6 +33,21 @@ func testCodec() *eventstore.Codec {
 	eventstore.Register[cases.TaskAdded](c, 1)
 	eventstore.Register[cases.TaskUpdated](c, 1)
 	eventstore.Register[cases.CommentAdded](c, 1)
+	eventstore.Register[hosts.Registered](c, 1)
+	eventstore.Register[hosts.Updated](c, 1)
+	eventstore.Register[hosts.QuarantineRequested](c, 1)
+	eventstore.Register[hosts.Quarantined](c, 1)
+	eventstore.Register[hosts.QuarantineFailed](c, 1)
+	eventstore.Register[hosts.ReleaseRequested](c, 1)
+	eventstore.Register[hosts.Released](c, 1)
+	eventstore.Register[velociraptor.CollectionRequested](c, 1)
+	eventstore.Register[velociraptor.CollectionScheduled](c, 1)
+	eventstore.Register[velociraptor.CollectionCompleted](c, 1)
+	eventstore.Register[velociraptor.CollectionFailed](c, 1)
+	eventstore.Register[velociraptor.HuntRequested](c, 1)
+	eventstore.Register[velociraptor.HuntStopRequested](c, 1)
+	eventstore.Register[velociraptor.HuntStopped](c, 1)
+	eventstore.Register[velociraptor.HuntFailed](c, 1)
 	return c
 }
 
@@ -51,8 +68,14 @@ func newFixture(t *testing.T) *fixture {
 // appendCase appends events to case id of tenant.
 func (f *fixture) appendCase(t *testing.T, tenant domain.TenantID, id string, events ...domain.Event) {
 	t.Helper()
+	f.appendTo(t, tenant, "case", id, events...)
+}
+
+// appendTo appends events to the stream of type typ and id of tenant.
+func (f *fixture) appendTo(t *testing.T, tenant domain.TenantID, typ, id string, events ...domain.Event) {
+	t.Helper()
 	_, err := f.store.Append(context.Background(), eventstore.AppendRequest{
-		Key: eventstore.Key{Tenant: tenant, Type: "case", ID: id}, Expected: eventstore.Any, Events: events,
+		Key: eventstore.Key{Tenant: tenant, Type: typ, ID: id}, Expected: eventstore.Any, Events: events,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -399,5 +422,97 @@ func TestDelivered(t *testing.T) {
 	if _, rows, _ := notifications.Delivered(ctx, f.db.App, "tenant-a", []int64{byName[cases.EventClosed]}); len(rows) != 1 ||
 		rows[0].User != carol || rows[0].Kind != notifications.KindCaseClosed {
 		t.Fatalf("rows of the closing: %+v", rows)
+	}
+}
+
+// TestVelociraptorRequesters follows collections, hunts and a host's
+// quarantine and release: each requester hears how what they asked for
+// ended, the collections of a quarantine tell only through the host, and
+// applying again or rebuilding writes the same rows.
+func TestVelociraptorRequesters(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const tenant = "tenant-a"
+	f.appendTo(t, tenant, "host", "h1", hosts.Registered{ID: "h1", Profile: hosts.Profile{Hostname: "ws-0042", ClientID: "C.1234567890abcdef"}})
+	f.appendTo(t, tenant, "collection", "col-1",
+		velociraptor.CollectionRequested{ID: "col-1", ClientID: "C.1234567890abcdef", HostID: "h1",
+			Artifacts: []string{"Windows.System.Pslist"}, Purpose: velociraptor.PurposeCollect, By: alice},
+		velociraptor.CollectionScheduled{FlowID: "F.1"}, velociraptor.CollectionCompleted{Rows: 3})
+	f.appendTo(t, tenant, "collection", "col-2",
+		velociraptor.CollectionRequested{ID: "col-2", ClientID: "C.1234567890abcdef", Artifacts: []string{"Generic.Client.Info"},
+			Purpose: velociraptor.PurposeCollect, By: bob},
+		velociraptor.CollectionFailed{Error: "VQL Error: boom"})
+	// The quarantine: its collection ends, then the host records it.
+	f.appendTo(t, tenant, "host", "h1", hosts.QuarantineRequested{Collection: "q-1", Message: "isolated", By: alice})
+	f.appendTo(t, tenant, "collection", "q-1",
+		velociraptor.CollectionRequested{ID: "q-1", ClientID: "C.1234567890abcdef", HostID: "h1",
+			Artifacts: []string{velociraptor.ArtifactQuarantineWindows}, Purpose: velociraptor.PurposeQuarantine, By: alice},
+		velociraptor.CollectionCompleted{Rows: 1})
+	f.appendTo(t, tenant, "host", "h1", hosts.Quarantined{Collection: "q-1", FlowID: "F.2"},
+		hosts.Updated{Hostname: ptr("WS-0042-renamed")},
+		hosts.ReleaseRequested{Collection: "q-2", By: bob}, hosts.QuarantineFailed{Collection: "q-2", Error: "flow timed out"})
+	f.appendTo(t, tenant, "hunt", "hunt-1", velociraptor.HuntRequested{ID: "hunt-1", Description: "who is logged on",
+		Artifacts: []string{"Generic.Client.Info"}, By: carol}, velociraptor.HuntStopRequested{By: alice}, velociraptor.HuntStopped{})
+	f.appendTo(t, tenant, "hunt", "hunt-2", velociraptor.HuntRequested{ID: "hunt-2", Artifacts: []string{"Generic.Client.Info"}, By: carol},
+		velociraptor.HuntFailed{Error: "PermissionDenied"})
+	// A collection whose request the projector never saw notifies nobody.
+	f.appendTo(t, tenant, "collection", "col-x", velociraptor.CollectionCompleted{Rows: 1})
+	f.project(t, false)
+
+	byKind := func(user domain.UserID) map[notifications.Kind]notifications.Notification {
+		out := map[notifications.Kind]notifications.Notification{}
+		for _, n := range inbox(t, f, tenant, user, notifications.Filter{}) {
+			if _, dup := out[n.Kind]; dup {
+				t.Errorf("%s has two %s notifications", user, n.Kind)
+			}
+			out[n.Kind] = n
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		user    domain.UserID
+		kind    notifications.Kind
+		link    string
+		message string
+	}{
+		{alice, notifications.KindCollectionCompleted, "/api/velociraptor/collections/col-1",
+			`Collection "Windows.System.Pslist on C.1234567890abcdef" completed with 3 rows.`},
+		{alice, notifications.KindHostQuarantined, "/api/hosts/h1", `Host "ws-0042" is isolated from the network.`},
+		{bob, notifications.KindCollectionFailed, "/api/velociraptor/collections/col-2",
+			`Collection "Generic.Client.Info on C.1234567890abcdef" failed: VQL Error: boom.`},
+		{bob, notifications.KindQuarantineFailed, "/api/hosts/h1",
+			`The release of host "WS-0042-renamed" failed, so whether it is isolated is unknown: flow timed out.`},
+		{carol, notifications.KindHuntStopped, "/api/velociraptor/hunts/hunt-1", `Hunt "who is logged on" stopped; its results are stored.`},
+		{carol, notifications.KindHuntFailed, "/api/velociraptor/hunts/hunt-2", `Hunt "Generic.Client.Info" failed: PermissionDenied.`},
+	} {
+		n, ok := byKind(tc.user)[tc.kind]
+		if !ok || n.Link != tc.link || n.Message != tc.message {
+			t.Errorf("%s's %s notification: %+v (found %v), want link %s message %q", tc.user, tc.kind, n, ok, tc.link, tc.message)
+		}
+	}
+	for user, want := range map[domain.UserID]int{alice: 2, bob: 2, carol: 2} {
+		if got := len(inbox(t, f, tenant, user, notifications.Filter{})); got != want {
+			t.Errorf("%s has %d notifications, want %d", user, got, want)
+		}
+	}
+
+	once := f.dump(t)
+	f.project(t, true)
+	if twice := f.dump(t); !slices.Equal(twice, once) {
+		t.Fatalf("applying again changed the rows:\n%v\nwant\n%v", twice, once)
+	}
+	if err := projections.Rebuild(context.Background(), f.db.Owner, f.store, notifications.Projector{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rebuilt := f.dump(t); !slices.Equal(rebuilt, once) {
+		t.Fatalf("rebuild made other rows:\n%v\nwant\n%v", rebuilt, once)
+	}
+	// The helper tables are the tenant's alone.
+	var n int
+	err := readmodel.Read(context.Background(), f.db.App, readmodel.Scope{Tenant: "tenant-b"}, func(tx pgx.Tx) error {
+		return tx.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM velociraptor_requests) + (SELECT count(*) FROM host_names)`).Scan(&n)
+	})
+	if err != nil || n != 0 {
+		t.Fatalf("tenant-b sees %d helper rows of tenant-a (%v)", n, err)
 	}
 }

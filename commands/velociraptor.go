@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,8 @@ func registerVelociraptorEvents(c *eventstore.Codec) {
 	eventstore.Register[velociraptor.CollectionScheduled](c, 1)
 	eventstore.Register[velociraptor.CollectionCompleted](c, 1)
 	eventstore.Register[velociraptor.CollectionFailed](c, 1)
+	eventstore.Register[velociraptor.CollectionCancelRequested](c, 1)
+	eventstore.Register[velociraptor.CollectionCancelled](c, 1)
 	eventstore.Register[velociraptor.HuntRequested](c, 1)
 	eventstore.Register[velociraptor.HuntScheduled](c, 1)
 	eventstore.Register[velociraptor.HuntProgressed](c, 1)
@@ -52,17 +55,19 @@ const (
 	JobCollection = "collection"
 	JobHunt       = "hunt"
 
-	JobRequested = "requested"
-	JobScheduled = "scheduled"
-	JobStopping  = "stopping"
-	JobDone      = "done"
+	JobRequested  = "requested"
+	JobScheduled  = "scheduled"
+	JobStopping   = "stopping"
+	JobCancelling = "cancelling" // a collection asked to be cancelled
+	JobDone       = "done"
 )
 
-// Page sizes of Results and Hunts.
+// Page sizes of Results, Hunts and Collections.
 const (
 	DefaultResultPage = 100
 	MaxResultPage     = 1000
 	MaxHuntPage       = 500
+	MaxCollectionPage = 500
 )
 
 // resultChunk is how many result rows one INSERT stores.
@@ -77,6 +82,7 @@ var (
 	ErrCursorInvalid      = domain.Invalid("cursor_invalid", "the page cursor is not one this server returned")
 	ErrOwnerKindInvalid   = domain.Invalid("owner_kind_invalid", "results belong to a collection or a hunt")
 	ErrRowInvalid         = domain.Invalid("result_row_invalid", "a result row must be JSON")
+	ErrStatusInvalid      = domain.Invalid("status_invalid", "status must be requested, scheduled, completed, failed or cancelled")
 )
 
 // systemMeta is the metadata of the events the worker records.
@@ -281,7 +287,7 @@ type Job struct {
 	Tenant   domain.TenantID
 	Kind     string // JobCollection or JobHunt
 	ID       string
-	State    string // JobRequested, JobScheduled or JobStopping
+	State    string // JobRequested, JobScheduled, JobStopping or JobCancelling
 	Attempts int
 }
 
@@ -350,25 +356,97 @@ type RequestCollection struct {
 	Meta       eventstore.Metadata
 }
 
-// Collection is a collection as its stream tells it.
+// Collection is a collection as the write side knows it (the summary kept
+// in velociraptor_collections with its events).
 type Collection struct {
-	ID         string
-	Tenant     domain.TenantID
-	ClientID   string
-	HostID     hosts.ID
-	Artifacts  []string
-	Parameters map[string]string
-	Purpose    velociraptor.Purpose
-	Status     velociraptor.Status
-	FlowID     string
-	Rows       int64
-	Sources    []velociraptor.SourceCount
-	Logs       []string
-	Error      string
-	By         domain.UserID
-	Version    int64
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	ID         string                     `json:"id"`
+	Tenant     domain.TenantID            `json:"-"`
+	ClientID   string                     `json:"client_id"`
+	HostID     hosts.ID                   `json:"host_id"`
+	Artifacts  []string                   `json:"artifacts"`
+	Parameters map[string]string          `json:"parameters"`
+	Purpose    velociraptor.Purpose       `json:"purpose"`
+	Status     velociraptor.Status        `json:"status"`
+	FlowID     string                     `json:"flow_id"`
+	Rows       int64                      `json:"rows"`
+	Sources    []velociraptor.SourceCount `json:"sources"`
+	Logs       []string                   `json:"logs"`
+	Error      string                     `json:"error"`
+	// CancelRequested is set once someone asked to cancel the collection,
+	// CancelBy is who.
+	CancelRequested bool          `json:"cancel_requested"`
+	CancelBy        domain.UserID `json:"cancel_by"`
+	By              domain.UserID `json:"by"`
+	// Version, CreatedAt and UpdatedAt come from the table's columns.
+	Version   int64     `json:"-"`
+	CreatedAt time.Time `json:"-"`
+	UpdatedAt time.Time `json:"-"`
+}
+
+func collectionOf(s velociraptor.Collection) Collection {
+	return Collection{ID: s.ID, ClientID: s.ClientID, HostID: s.HostID, Artifacts: s.Artifacts, Parameters: s.Parameters,
+		Purpose: s.Purpose, Status: s.Status, FlowID: s.FlowID, Rows: s.Rows, Sources: s.Sources, Logs: s.Logs, Error: s.Error,
+		CancelRequested: s.CancelBy != "", CancelBy: s.CancelBy, By: s.By}
+}
+
+// collectionJobState is the state of the worker's job for the collection s.
+func collectionJobState(s velociraptor.Collection) string {
+	switch {
+	case s.Done():
+		return JobDone
+	case s.CancelBy != "":
+		return JobCancelling
+	case s.FlowID != "":
+		return JobScheduled
+	}
+	return JobRequested
+}
+
+// updateCollection decides on collection id of tenant and appends the
+// outcome with the collection's row, its job and extra's writes, in one
+// transaction, so that the list, the worker and the stream never disagree.
+// It returns the state the decision saw.
+func (v *Velociraptor) updateCollection(ctx context.Context, tenant domain.TenantID, id string, meta eventstore.Metadata,
+	decide func(velociraptor.Collection) ([]domain.Event, error),
+	extra func(ctx context.Context, tx pgx.Tx, st velociraptor.Collection) error) (velociraptor.Collection, Result, error) {
+	now := v.h.now().UTC()
+	var st velociraptor.Collection
+	var version int64
+	res, err := v.h.update(ctx, collectionKey(tenant, id), meta, 0,
+		func(history []domain.Event) ([]domain.Event, error) {
+			st, version = domain.Fold(velociraptor.EvolveCollection, history), int64(len(history))
+			return decide(st)
+		},
+		func(ctx context.Context, tx pgx.Tx, events []domain.Event) error {
+			next := st
+			for _, e := range events {
+				next = velociraptor.EvolveCollection(next, e)
+			}
+			summary, err := json.Marshal(collectionOf(next))
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, `INSERT INTO velociraptor_collections (tenant_id, collection_id, client_id, host_id, status, purpose,
+					summary, version, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+				ON CONFLICT (tenant_id, collection_id) DO UPDATE SET status = EXCLUDED.status, summary = EXCLUDED.summary,
+					version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`,
+				string(tenant), id, next.ClientID, string(next.HostID), string(next.Status), string(next.Purpose), summary,
+				version+int64(len(events)), now)
+			if err != nil {
+				return fmt.Errorf("record collection %s: %w", id, err)
+			}
+			if extra != nil {
+				if err := extra(ctx, tx, st); err != nil {
+					return err
+				}
+			}
+			if !st.Exists {
+				return insertJob(ctx, tx, tenant, JobCollection, id, now)
+			}
+			return setJob(ctx, tx, tenant, JobCollection, id, collectionJobState(next), now)
+		})
+	return st, res, err
 }
 
 // SourceRows are the result rows of one artifact source ("Name" or
@@ -421,14 +499,10 @@ func (v *Velociraptor) requestCollection(ctx context.Context, tenant domain.Tena
 	if err := v.requireConnection(ctx, tenant); err != nil {
 		return Collection{}, Result{}, err
 	}
-	now := v.h.now().UTC()
-	res, err := v.h.update(ctx, collectionKey(tenant, id), meta, 0,
-		func(history []domain.Event) ([]domain.Event, error) {
-			return velociraptor.RequestCollection(domain.Fold(velociraptor.EvolveCollection, history), by, tenant, id, req)
-		},
-		func(ctx context.Context, tx pgx.Tx, _ []domain.Event) error {
-			return insertJob(ctx, tx, tenant, JobCollection, id, now)
-		})
+	_, res, err := v.updateCollection(ctx, tenant, id, meta,
+		func(s velociraptor.Collection) ([]domain.Event, error) {
+			return velociraptor.RequestCollection(s, by, tenant, id, req)
+		}, nil)
 	if err != nil {
 		return Collection{}, Result{}, err
 	}
@@ -436,32 +510,117 @@ func (v *Velociraptor) requestCollection(ctx context.Context, tenant domain.Tena
 	return c, res, err
 }
 
+func scanCollection(tenant domain.TenantID) pgx.RowToFunc[Collection] {
+	return func(r pgx.CollectableRow) (Collection, error) {
+		var c Collection
+		var summary []byte
+		var version int64
+		var created, updated time.Time
+		if err := r.Scan(&summary, &version, &created, &updated); err != nil {
+			return c, err
+		}
+		if err := json.Unmarshal(summary, &c); err != nil {
+			return c, err
+		}
+		c.Tenant, c.Version, c.CreatedAt, c.UpdatedAt = tenant, version, created, updated
+		return c, nil
+	}
+}
+
 // Collection returns collection id of tenant, or domain.ErrNotFound.
 func (v *Velociraptor) Collection(ctx context.Context, tenant domain.TenantID, id string) (Collection, error) {
-	vw, err := view(ctx, v.h, collectionKey(tenant, id), velociraptor.EvolveCollection)
+	rows, err := v.h.pool.Query(ctx, `SELECT summary, version, created_at, updated_at FROM velociraptor_collections
+		WHERE tenant_id = $1 AND collection_id = $2`, string(tenant), id)
 	if err != nil {
 		return Collection{}, err
 	}
-	s := vw.State
-	if !s.Exists {
+	c, err := pgx.CollectExactlyOneRow(rows, scanCollection(tenant))
+	if errors.Is(err, pgx.ErrNoRows) {
 		return Collection{}, domain.ErrNotFound
 	}
-	return Collection{ID: s.ID, Tenant: tenant, ClientID: s.ClientID, HostID: s.HostID, Artifacts: s.Artifacts,
-		Parameters: s.Parameters, Purpose: s.Purpose, Status: s.Status, FlowID: s.FlowID, Rows: s.Rows, Sources: s.Sources,
-		Logs: s.Logs, Error: s.Error, By: s.By, Version: vw.Version, CreatedAt: vw.CreatedAt, UpdatedAt: vw.UpdatedAt}, nil
+	return c, err
+}
+
+// CollectionFilter narrows the collection list; a zero field does not.
+type CollectionFilter struct {
+	ClientID string
+	HostID   hosts.ID
+	Status   velociraptor.Status
+	Purpose  velociraptor.Purpose
+}
+
+// Collections returns up to limit collections of tenant that pass f, newest
+// first, after the cursor after ("" for the first page), and the cursor of
+// the next page ("" after the last).
+func (v *Velociraptor) Collections(ctx context.Context, tenant domain.TenantID, f CollectionFilter, after string, limit int) ([]Collection, string, error) {
+	if limit <= 0 {
+		limit = DefaultResultPage
+	}
+	limit = min(limit, MaxCollectionPage)
+	where := []string{"tenant_id = $1"}
+	args := []any{string(tenant)}
+	add := func(cond string, value any) {
+		args = append(args, value)
+		where = append(where, strings.ReplaceAll(cond, "$?", fmt.Sprintf("$%d", len(args))))
+	}
+	if f.ClientID != "" {
+		id, err := velociraptor.CheckClientID(f.ClientID)
+		if err != nil {
+			return nil, "", err
+		}
+		add("client_id = $?", id)
+	}
+	if f.HostID != "" {
+		if velociraptor.CheckID(string(f.HostID)) != nil {
+			return nil, "", velociraptor.ErrHostIDInvalid
+		}
+		add("host_id = $? AND host_id <> ''", string(f.HostID)) // the second term lets the partial index serve
+	}
+	if f.Status != "" {
+		if !slices.Contains(velociraptor.CollectionStatuses, f.Status) {
+			return nil, "", ErrStatusInvalid
+		}
+		add("status = $?", string(f.Status))
+	}
+	if f.Purpose != "" {
+		if !f.Purpose.Valid() {
+			return nil, "", velociraptor.ErrPurposeInvalid
+		}
+		add("purpose = $?", string(f.Purpose))
+	}
+	if after != "" {
+		var cur recentCursor
+		raw, err := base64.RawURLEncoding.DecodeString(after)
+		if err != nil || json.Unmarshal(raw, &cur) != nil || cur.ID == "" {
+			return nil, "", ErrCursorInvalid
+		}
+		args = append(args, cur.At, cur.ID)
+		where = append(where, fmt.Sprintf("(created_at, collection_id) < ($%d, $%d)", len(args)-1, len(args)))
+	}
+	args = append(args, limit+1)
+	rows, err := v.h.pool.Query(ctx, `SELECT summary, version, created_at, updated_at FROM velociraptor_collections
+		WHERE `+strings.Join(where, " AND ")+fmt.Sprintf(`
+		ORDER BY created_at DESC, collection_id DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, "", err
+	}
+	out, err := pgx.CollectRows(rows, scanCollection(tenant))
+	if err != nil || len(out) <= limit {
+		return out, "", err
+	}
+	out = out[:limit]
+	last := out[limit-1]
+	next, err := json.Marshal(recentCursor{At: last.CreatedAt, ID: last.ID})
+	return out, base64.RawURLEncoding.EncodeToString(next), err
 }
 
 // ScheduleCollection records that Velociraptor runs collection id as flowID.
 // Recording the same flow again changes nothing; another flow is a conflict.
 func (v *Velociraptor) ScheduleCollection(ctx context.Context, tenant domain.TenantID, id, flowID string) error {
-	now := v.h.now().UTC()
-	_, err := v.h.update(ctx, collectionKey(tenant, id), systemMeta, 0,
-		func(history []domain.Event) ([]domain.Event, error) {
-			return velociraptor.ScheduleCollection(domain.Fold(velociraptor.EvolveCollection, history), flowID)
-		},
-		func(ctx context.Context, tx pgx.Tx, _ []domain.Event) error {
-			return setJob(ctx, tx, tenant, JobCollection, id, JobScheduled, now)
-		})
+	_, _, err := v.updateCollection(ctx, tenant, id, systemMeta,
+		func(s velociraptor.Collection) ([]domain.Event, error) {
+			return velociraptor.ScheduleCollection(s, flowID)
+		}, nil)
 	return err
 }
 
@@ -475,20 +634,17 @@ func (v *Velociraptor) CompleteCollection(ctx context.Context, tenant domain.Ten
 	if err != nil {
 		return err
 	}
-	now := v.h.now().UTC()
-	var st velociraptor.Collection
-	_, err = v.h.update(ctx, collectionKey(tenant, id), systemMeta, 0,
-		func(history []domain.Event) ([]domain.Event, error) {
-			st = domain.Fold(velociraptor.EvolveCollection, history)
-			return velociraptor.CompleteCollection(st, counts, logs)
+	st, _, err := v.updateCollection(ctx, tenant, id, systemMeta,
+		func(s velociraptor.Collection) ([]domain.Event, error) {
+			return velociraptor.CompleteCollection(s, counts, logs)
 		},
-		func(ctx context.Context, tx pgx.Tx, _ []domain.Event) error {
+		func(ctx context.Context, tx pgx.Tx, st velociraptor.Collection) error {
 			for _, r := range merged {
 				if err := storeRows(ctx, tx, tenant, JobCollection, id, st.FlowID, st.ClientID, r.source, r.rows); err != nil {
 					return err
 				}
 			}
-			return setJob(ctx, tx, tenant, JobCollection, id, JobDone, now)
+			return nil
 		})
 	if err != nil || st.Purpose == velociraptor.PurposeCollect || st.HostID == "" {
 		return err
@@ -500,20 +656,45 @@ func (v *Velociraptor) CompleteCollection(ctx context.Context, tenant domain.Ten
 // client-safe message) and the flow's last log lines, and then the outcome on
 // the host of a quarantine or release.
 func (v *Velociraptor) FailCollection(ctx context.Context, tenant domain.TenantID, id, errText string, logs []string) error {
-	now := v.h.now().UTC()
-	var st velociraptor.Collection
-	_, err := v.h.update(ctx, collectionKey(tenant, id), systemMeta, 0,
-		func(history []domain.Event) ([]domain.Event, error) {
-			st = domain.Fold(velociraptor.EvolveCollection, history)
-			return velociraptor.FailCollection(st, errText, logs)
-		},
-		func(ctx context.Context, tx pgx.Tx, _ []domain.Event) error {
-			return setJob(ctx, tx, tenant, JobCollection, id, JobDone, now)
-		})
+	st, _, err := v.updateCollection(ctx, tenant, id, systemMeta,
+		func(s velociraptor.Collection) ([]domain.Event, error) {
+			return velociraptor.FailCollection(s, errText, logs)
+		}, nil)
 	if err != nil || st.Purpose == velociraptor.PurposeCollect || st.HostID == "" {
 		return err
 	}
 	return v.finishHost(ctx, tenant, id)
+}
+
+// CancelCollection asks to cancel a collection.
+type CancelCollection struct {
+	Tenant domain.TenantID
+	ID     string
+	By     users.Actor
+	Meta   eventstore.Metadata
+}
+
+// RequestCollectionCancel records that cmd.By asked to cancel a collection
+// that has not ended; the worker stops its flow in Velociraptor, if it was
+// started, and records that it was cancelled. Asking again changes nothing.
+// A collection that quarantines or releases a host is never cancelled.
+func (v *Velociraptor) RequestCollectionCancel(ctx context.Context, cmd CancelCollection) (Collection, Result, error) {
+	_, res, err := v.updateCollection(ctx, cmd.Tenant, cmd.ID, cmd.Meta,
+		func(s velociraptor.Collection) ([]domain.Event, error) {
+			return velociraptor.RequestCollectionCancel(s, cmd.By, cmd.Tenant)
+		}, nil)
+	if err != nil {
+		return Collection{}, Result{}, err
+	}
+	c, err := v.Collection(ctx, cmd.Tenant, cmd.ID)
+	return c, res, err
+}
+
+// RecordCollectionCancelled records that collection id was cancelled as
+// asked, and ends its job. Recording it again changes nothing.
+func (v *Velociraptor) RecordCollectionCancelled(ctx context.Context, tenant domain.TenantID, id string) error {
+	_, _, err := v.updateCollection(ctx, tenant, id, systemMeta, velociraptor.CancelCollection, nil)
+	return err
 }
 
 // finishHost records the outcome of an ended quarantine or release
@@ -930,7 +1111,8 @@ func (v *Velociraptor) Hunt(ctx context.Context, tenant domain.TenantID, id stri
 	return h, err
 }
 
-type huntCursor struct {
+// recentCursor is the position of a page of a newest-first list.
+type recentCursor struct {
 	At time.Time `json:"t"`
 	ID string    `json:"i"`
 }
@@ -943,7 +1125,7 @@ func (v *Velociraptor) Hunts(ctx context.Context, tenant domain.TenantID, after 
 		limit = DefaultResultPage
 	}
 	limit = min(limit, MaxHuntPage)
-	var cur huntCursor
+	var cur recentCursor
 	if after != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(after)
 		if err != nil || json.Unmarshal(raw, &cur) != nil {
@@ -962,7 +1144,7 @@ func (v *Velociraptor) Hunts(ctx context.Context, tenant domain.TenantID, after 
 	}
 	out = out[:limit]
 	last := out[limit-1]
-	next, err := json.Marshal(huntCursor{At: last.CreatedAt, ID: last.ID})
+	next, err := json.Marshal(recentCursor{At: last.CreatedAt, ID: last.ID})
 	return out, base64.RawURLEncoding.EncodeToString(next), err
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -720,6 +721,7 @@ func TestResultsAreEvidence(t *testing.T) {
 		`UPDATE velociraptor_results SET row = '{}'`,
 		`DELETE FROM velociraptor_results`,
 		`DELETE FROM velociraptor_jobs`,
+		`DELETE FROM velociraptor_collections`,
 		`DELETE FROM velociraptor_connections`,
 	} {
 		_, err := f.db.App.Exec(ctx, stmt)
@@ -730,5 +732,252 @@ func TestResultsAreEvidence(t *testing.T) {
 	}
 	if n := f.count(t, `SELECT count(*) FROM velociraptor_results WHERE row->>'Name' = 'x'`); n != 1 {
 		t.Fatalf("rows changed: %d", n)
+	}
+}
+
+func TestCollectionCancel(t *testing.T) {
+	f := newVRFixture(t)
+	ctx := context.Background()
+	t1, t2 := f.configured(t, "one"), f.configured(t, "two")
+	by := analystOf(t1)
+	request := func() commands.Collection {
+		t.Helper()
+		c, _, err := f.v.RequestCollection(ctx, commands.RequestCollection{Tenant: t1, ClientID: vrClient,
+			Artifacts: []string{"Generic.Client.Info"}, By: by})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	job := func(id string) string {
+		t.Helper()
+		var state string
+		if err := f.db.Owner.QueryRow(ctx, `SELECT state FROM velociraptor_jobs WHERE id = $1`, id).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		return state
+	}
+	cancel := func(tenant domain.TenantID, id string, by users.Actor) (commands.Collection, commands.Result, error) {
+		return f.v.RequestCollectionCancel(ctx, commands.CancelCollection{Tenant: tenant, ID: id, By: by})
+	}
+
+	// Before it was started: asked twice, one event; the job is due at once.
+	early := request()
+	f.advance(time.Second)
+	if _, _, err := cancel(t1, early.ID, users.Actor{User: "v", Tenant: t1, Role: users.RoleViewer}); !errors.Is(err, velociraptor.ErrNotAllowed) {
+		t.Fatalf("viewer cancels: %v", err)
+	}
+	if _, _, err := cancel(t2, early.ID, analystOf(t2)); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("another tenant cancels: %v", err)
+	}
+	if _, _, err := cancel(t1, "no-such-collection", by); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("cancel a missing collection: %v", err)
+	}
+	c, res, err := cancel(t1, early.ID, by)
+	if err != nil || res.Version != 2 || !c.CancelRequested || c.CancelBy != by.User || c.Status != velociraptor.StatusRequested || c.Version != 2 {
+		t.Fatalf("cancel = %+v %+v, %v", c, res, err)
+	}
+	if _, res, err := cancel(t1, early.ID, users.Actor{User: "another", Tenant: t1, Role: users.RoleAdmin}); err != nil || res.Version != 2 || res.Position != 0 {
+		t.Fatalf("cancel again = %+v, %v", res, err)
+	}
+	if st := job(early.ID); st != commands.JobCancelling {
+		t.Fatalf("job state %s, want cancelling", st)
+	}
+	if jobs, _ := f.v.DueJobs(ctx, f.clock(), 10); len(jobs) != 1 || jobs[0].ID != early.ID || jobs[0].State != commands.JobCancelling {
+		t.Fatalf("due jobs = %+v", jobs)
+	}
+	// Found started by its marker after a crash: scheduling keeps the job cancelling.
+	if err := f.v.ScheduleCollection(ctx, t1, early.ID, "F.EARLY"); err != nil {
+		t.Fatal(err)
+	}
+	if st := job(early.ID); st != commands.JobCancelling {
+		t.Fatalf("job state after scheduling %s, want cancelling", st)
+	}
+	for range 2 {
+		if err := f.v.RecordCollectionCancelled(ctx, t1, early.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err = f.v.Collection(ctx, t1, early.ID)
+	if err != nil || c.Status != velociraptor.StatusCancelled || c.FlowID != "F.EARLY" || c.Version != 4 || c.CancelBy != by.User {
+		t.Fatalf("cancelled = %+v, %v", c, err)
+	}
+	if want := []string{"collection.requested", "collection.cancel_requested", "collection.scheduled", "collection.cancelled"}; !reflect.DeepEqual(
+		f.streamNames(t, t1, velociraptor.CollectionStreamType, early.ID), want) {
+		t.Fatalf("events = %v", f.streamNames(t, t1, velociraptor.CollectionStreamType, early.ID))
+	}
+	if st := job(early.ID); st != commands.JobDone {
+		t.Fatalf("job of a cancelled collection: %s", st)
+	}
+	if _, _, err := cancel(t1, early.ID, by); err != nil {
+		t.Fatalf("cancel a cancelled collection: %v", err)
+	}
+	if err := f.v.CompleteCollection(ctx, t1, early.ID, nil, nil); !errors.Is(err, velociraptor.ErrCollectionFinished) {
+		t.Fatalf("complete a cancelled collection: %v", err)
+	}
+
+	// Ended collections are not cancelled; nobody asked, nothing is recorded.
+	done := request()
+	if err := f.v.RecordCollectionCancelled(ctx, t1, done.ID); !errors.Is(err, velociraptor.ErrCancelNotRequested) {
+		t.Fatalf("record a cancel nobody asked for: %v", err)
+	}
+	if err := f.v.CompleteCollection(ctx, t1, done.ID, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cancel(t1, done.ID, by); !errors.Is(err, velociraptor.ErrCollectionEnded) || domain.KindOf(err) != domain.KindConflict {
+		t.Fatalf("cancel a completed collection: %v", err)
+	}
+
+	// A quarantine is never cancelled.
+	res2, err := f.h.RegisterHost(ctx, commands.RegisterHost{Tenant: t1, Profile: hosts.Profile{Hostname: "ws-1", OS: "windows", ClientID: vrClient2}, By: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _, err := f.v.RequestQuarantine(ctx, commands.Quarantine{Tenant: t1, Host: hosts.ID(res2.ID), By: by})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cancel(t1, q.ID, by); !errors.Is(err, velociraptor.ErrIsolationCancel) {
+		t.Fatalf("cancel a quarantine: %v", err)
+	}
+	if got, err := f.v.Collection(ctx, t1, q.ID); err != nil || got.CancelRequested || got.Status != velociraptor.StatusRequested {
+		t.Fatalf("quarantine after a refused cancel = %+v, %v", got, err)
+	}
+}
+
+func TestCollectionList(t *testing.T) {
+	f := newVRFixture(t)
+	ctx := context.Background()
+	t1, t2 := f.configured(t, "one"), f.configured(t, "two")
+	by := analystOf(t1)
+	host, err := f.h.RegisterHost(ctx, commands.RegisterHost{Tenant: t1, Profile: hosts.Profile{Hostname: "ws-1", OS: "windows", ClientID: vrClient2}, By: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string // oldest first
+	collect := func(tenant domain.TenantID, req commands.RequestCollection) string {
+		t.Helper()
+		req.Tenant, req.Artifacts = tenant, []string{"Generic.Client.Info"}
+		if req.By.User == "" {
+			req.By = analystOf(tenant)
+		}
+		c, _, err := f.v.RequestCollection(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.advance(time.Second)
+		if tenant == t1 {
+			ids = append(ids, c.ID)
+		}
+		return c.ID
+	}
+	a := collect(t1, commands.RequestCollection{ClientID: vrClient})
+	b := collect(t1, commands.RequestCollection{HostID: hosts.ID(host.ID)})
+	c := collect(t1, commands.RequestCollection{ClientID: "C.1A2B3C4D5E6F7A8B", Parameters: map[string]string{"x": "1"}})
+	collect(t2, commands.RequestCollection{ClientID: vrClient})
+	q, _, err := f.v.RequestQuarantine(ctx, commands.Quarantine{Tenant: t1, Host: hosts.ID(host.ID), By: by})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, q.ID)
+	f.advance(time.Second)
+	if err := f.v.ScheduleCollection(ctx, t1, a, "F.A"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.v.CompleteCollection(ctx, t1, a, []commands.SourceRows{{Source: "Generic.Client.Info", Rows: rows(2, "a")}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.v.FailCollection(ctx, t1, b, "client offline", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.v.RequestCollectionCancel(ctx, commands.CancelCollection{Tenant: t1, ID: c, By: by}); err != nil {
+		t.Fatal(err)
+	}
+
+	list := func(filter commands.CollectionFilter, limit int) []string {
+		t.Helper()
+		var out []string
+		after := ""
+		for page := 0; ; page++ {
+			got, next, err := f.v.Collections(ctx, t1, filter, after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) > limit {
+				t.Fatalf("page of %d, limit %d", len(got), limit)
+			}
+			for _, c := range got {
+				if c.Tenant != t1 {
+					t.Fatalf("collection of tenant %s", c.Tenant)
+				}
+				out = append(out, c.ID)
+			}
+			if next == "" {
+				return out
+			}
+			if page > 10 {
+				t.Fatal("the list does not end")
+			}
+			after = next
+		}
+	}
+	newest := slices.Clone(ids)
+	slices.Reverse(newest)
+	if got := list(commands.CollectionFilter{}, 100); !reflect.DeepEqual(got, newest) {
+		t.Fatalf("all = %v, want %v", got, newest)
+	}
+	if got := list(commands.CollectionFilter{}, 1); !reflect.DeepEqual(got, newest) {
+		t.Fatalf("in pages of 1 = %v, want %v", got, newest)
+	}
+	for name, tc := range map[string]struct {
+		filter commands.CollectionFilter
+		want   []string
+	}{
+		"client":           {commands.CollectionFilter{ClientID: vrClient}, []string{c, a}},
+		"client_any_case":  {commands.CollectionFilter{ClientID: "C.1A2B3C4D5E6F7A8B"}, []string{c, a}},
+		"host":             {commands.CollectionFilter{HostID: hosts.ID(host.ID)}, []string{q.ID, b}},
+		"completed":        {commands.CollectionFilter{Status: velociraptor.StatusCompleted}, []string{a}},
+		"failed":           {commands.CollectionFilter{Status: velociraptor.StatusFailed}, []string{b}},
+		"requested":        {commands.CollectionFilter{Status: velociraptor.StatusRequested}, []string{q.ID, c}},
+		"quarantine":       {commands.CollectionFilter{Purpose: velociraptor.PurposeQuarantine}, []string{q.ID}},
+		"collect":          {commands.CollectionFilter{Purpose: velociraptor.PurposeCollect}, []string{c, b, a}},
+		"host_and_purpose": {commands.CollectionFilter{HostID: hosts.ID(host.ID), Purpose: velociraptor.PurposeCollect}, []string{b}},
+		"nothing":          {commands.CollectionFilter{Status: velociraptor.StatusCancelled}, nil},
+	} {
+		if got := list(tc.filter, 1); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s = %v, want %v", name, got, tc.want)
+		}
+	}
+	// The list shows what the stream says.
+	got, _, err := f.v.Collections(ctx, t1, commands.CollectionFilter{Status: velociraptor.StatusCompleted}, "", 10)
+	if err != nil || len(got) != 1 || got[0].Rows != 2 || got[0].FlowID != "F.A" || got[0].Version != 3 || got[0].CreatedAt.IsZero() {
+		t.Fatalf("completed in the list = %+v, %v", got, err)
+	}
+	if one, err := f.v.Collection(ctx, t1, a); err != nil || !reflect.DeepEqual(one, got[0]) {
+		t.Fatalf("the list and Collection differ: %+v\n%+v (%v)", got[0], one, err)
+	}
+	got, _, err = f.v.Collections(ctx, t1, commands.CollectionFilter{ClientID: vrClient, Status: velociraptor.StatusRequested}, "", 10)
+	if err != nil || len(got) != 1 || got[0].ID != c || !got[0].CancelRequested || got[0].CancelBy != by.User {
+		t.Fatalf("cancel-requested in the list = %+v, %v", got, err)
+	}
+	// Tenant two sees its own only.
+	if got, _, err := f.v.Collections(ctx, t2, commands.CollectionFilter{}, "", 10); err != nil || len(got) != 1 {
+		t.Fatalf("tenant two lists %d, %v", len(got), err)
+	}
+	// Bad filters and cursors are refused.
+	for name, tc := range map[string]struct {
+		filter commands.CollectionFilter
+		after  string
+		want   error
+	}{
+		"status":  {commands.CollectionFilter{Status: "running"}, "", commands.ErrStatusInvalid},
+		"purpose": {commands.CollectionFilter{Purpose: "delete"}, "", velociraptor.ErrPurposeInvalid},
+		"client":  {commands.CollectionFilter{ClientID: "C.1' OR 1=1"}, "", velociraptor.ErrClientIDInvalid},
+		"host":    {commands.CollectionFilter{HostID: "a/b"}, "", velociraptor.ErrHostIDInvalid},
+		"cursor":  {commands.CollectionFilter{}, "not a cursor", commands.ErrCursorInvalid},
+	} {
+		if _, _, err := f.v.Collections(ctx, t1, tc.filter, tc.after, 10); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
 	}
 }

@@ -123,17 +123,21 @@ type collectionRead struct {
 	Artifacts  []string          `json:"artifacts"`
 	Parameters map[string]string `json:"parameters"`
 	Purpose    vr.Purpose        `json:"purpose" doc:"collect, quarantine or release"`
-	Status     vr.Status         `json:"status" doc:"requested, scheduled, completed or failed"`
+	Status     vr.Status         `json:"status" doc:"requested, scheduled, completed, failed or cancelled"`
 	FlowID     string            `json:"flow_id,omitempty"`
 	Rows       int64             `json:"rows"`
 	Sources    []vr.SourceCount  `json:"sources"`
 	Logs       []string          `json:"logs"`
 	Error      string            `json:"error,omitempty"`
 	By         domain.UserID     `json:"requested_by"`
-	CreatedAt  time.Time         `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
-	Version    int64             `json:"version"`
-	Position   int64             `json:"position,omitempty"`
+	// CancelRequested stays true once asked, whatever the outcome: a flow
+	// that finished before the cancel reached it still completes.
+	CancelRequested bool          `json:"cancel_requested" doc:"someone asked to cancel the collection; it ends cancelled unless its flow had already finished"`
+	CancelBy        domain.UserID `json:"cancel_requested_by,omitempty" doc:"who asked to cancel it"`
+	CreatedAt       time.Time     `json:"created_at"`
+	UpdatedAt       time.Time     `json:"updated_at"`
+	Version         int64         `json:"version"`
+	Position        int64         `json:"position,omitempty"`
 }
 
 // huntRequest is the body of POST /api/velociraptor/hunts.
@@ -188,6 +192,12 @@ func (s *Server) velociraptorRoutes() []op {
 		{Name: "limit", In: "query", Type: "integer", Desc: "1 to 10000 (default 100)"},
 	}
 	idem := []param{{Name: "Idempotency-Key", In: "header", Desc: "a UUID: the same key and body again returns the first answer"}}
+	collections := append([]param{
+		{Name: "client_id", In: "query", Desc: "only collections from this Velociraptor client id"},
+		{Name: "host_id", In: "query", Desc: "only collections from this host"},
+		{Name: "status", In: "query", Desc: "requested, scheduled, completed, failed or cancelled"},
+		{Name: "purpose", In: "query", Desc: "collect, quarantine or release"},
+	}, page...)
 	return []op{
 		{method: http.MethodPost, path: "/api/velociraptor/config", summary: "Connect the tenant to its Velociraptor server and org (checked before it is stored)", tag: "velociraptor", access: roleList, roles: tenantAdmins, req: velociraptorConfigRequest{}, resp: connectionRead{}, handler: s.configureVelociraptor},
 		{method: http.MethodGet, path: "/api/velociraptor/config", summary: "The tenant's Velociraptor connection (never its key)", tag: "velociraptor", access: roleList, roles: tenantAdmins, resp: connectionRead{}, handler: s.getVelociraptorConfig},
@@ -195,8 +205,10 @@ func (s *Server) velociraptorRoutes() []op {
 		{method: http.MethodGet, path: "/api/velociraptor/clients", summary: "The org's clients, live from Velociraptor", tag: "velociraptor", access: roleList, roles: tenantMembers, query: clients, resp: vrClientList{}, handler: s.listVRClients},
 		{method: http.MethodGet, path: "/api/velociraptor/clients/:id", summary: "One client, live from Velociraptor", tag: "velociraptor", access: roleList, roles: tenantMembers, resp: vrClientRead{}, handler: s.getVRClient},
 		{method: http.MethodPost, path: "/api/velociraptor/collect", summary: "Collect artifacts from a client (done in the background; poll the collection)", tag: "velociraptor", access: roleList, roles: responders, query: idem, req: collectRequest{}, resp: collectionRead{}, status: http.StatusAccepted, handler: s.collect},
+		{method: http.MethodGet, path: "/api/velociraptor/collections", summary: "The tenant's collections, newest first (next page in X-Next-Cursor)", tag: "velociraptor", access: roleList, roles: tenantMembers, query: collections, resp: []collectionRead{}, handler: s.listCollections},
 		{method: http.MethodGet, path: "/api/velociraptor/collections/:id", summary: "A collection: status, flow, rows per source, logs", tag: "velociraptor", access: roleList, roles: tenantMembers, resp: collectionRead{}, handler: s.getCollection},
 		{method: http.MethodGet, path: "/api/velociraptor/collections/:id/results", summary: "A collection's stored result rows", tag: "velociraptor", access: roleList, roles: tenantMembers, query: page, resp: resultPage{}, handler: s.collectionResults},
+		{method: http.MethodPost, path: "/api/velociraptor/collections/:id/cancel", summary: "Cancel a collection that has not ended (its flow is cancelled in the background; quarantines and releases cannot be cancelled)", tag: "velociraptor", access: roleList, roles: responders, resp: collectionRead{}, status: http.StatusAccepted, handler: s.cancelCollection},
 		{method: http.MethodPost, path: "/api/velociraptor/hunts", summary: "Hunt across the org's clients (started in the background)", tag: "velociraptor", access: roleList, roles: responders, query: idem, req: huntRequest{}, resp: huntRead{}, status: http.StatusAccepted, handler: s.createHunt},
 		{method: http.MethodGet, path: "/api/velociraptor/hunts", summary: "The tenant's hunts, newest first", tag: "velociraptor", access: roleList, roles: tenantMembers, query: page, resp: []huntRead{}, handler: s.listHunts},
 		{method: http.MethodGet, path: "/api/velociraptor/hunts/:id", summary: "A hunt: status, Velociraptor's state and stats", tag: "velociraptor", access: roleList, roles: tenantMembers, resp: huntRead{}, handler: s.getHunt},
@@ -502,7 +514,8 @@ func textParameters(in map[string]any) (map[string]string, error) {
 func collectionOut(col commands.Collection, pos int64) collectionRead {
 	r := collectionRead{ID: col.ID, ClientID: col.ClientID, HostID: col.HostID, Artifacts: col.Artifacts, Parameters: col.Parameters,
 		Purpose: col.Purpose, Status: col.Status, FlowID: col.FlowID, Rows: col.Rows, Sources: col.Sources, Logs: col.Logs,
-		Error: col.Error, By: col.By, CreatedAt: col.CreatedAt.UTC(), UpdatedAt: col.UpdatedAt.UTC(), Version: col.Version, Position: pos}
+		Error: col.Error, By: col.By, CancelRequested: col.CancelRequested, CancelBy: col.CancelBy,
+		CreatedAt: col.CreatedAt.UTC(), UpdatedAt: col.UpdatedAt.UTC(), Version: col.Version, Position: pos}
 	if r.Parameters == nil {
 		r.Parameters = map[string]string{}
 	}
@@ -571,6 +584,54 @@ func (s *Server) getCollection(c *gin.Context) {
 	}
 	c.Header("ETag", etag(col.Version))
 	c.JSON(http.StatusOK, collectionOut(col, 0))
+}
+
+func (s *Server) listCollections(c *gin.Context) {
+	p := mustPrincipal(c)
+	cmds, ok := s.vrCommands(c)
+	if !ok {
+		return
+	}
+	limit := defaultLimit
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > commands.MaxCollectionPage {
+			fail(c, errBadLimit)
+			return
+		}
+		limit = n
+	}
+	filter := commands.CollectionFilter{ClientID: c.Query("client_id"), HostID: hosts.ID(c.Query("host_id")),
+		Status: vr.Status(c.Query("status")), Purpose: vr.Purpose(c.Query("purpose"))}
+	list, next, err := cmds.Collections(c.Request.Context(), p.Tenant, filter, c.Query("cursor"), limit)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	out := make([]collectionRead, 0, len(list))
+	for _, col := range list {
+		out = append(out, collectionOut(col, 0))
+	}
+	if next != "" {
+		setNextCursor(c, next)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) cancelCollection(c *gin.Context) {
+	p := mustPrincipal(c)
+	cmds, ok := s.vrCommands(c)
+	if !ok {
+		return
+	}
+	col, res, err := cmds.RequestCollectionCancel(c.Request.Context(), commands.CancelCollection{
+		Tenant: p.Tenant, ID: c.Param("id"), By: p.Actor(), Meta: meta(c)})
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.Header("Location", "/api/velociraptor/collections/"+col.ID)
+	c.JSON(http.StatusAccepted, collectionOut(col, res.Position))
 }
 
 // resultPageOf answers a page of the stored results of the tenant's

@@ -508,6 +508,33 @@ func TestFailedAndCancelledFlows(t *testing.T) {
 	if err != nil || !flow.Done() || !strings.Contains(flow.Status, "Cancelled") {
 		t.Fatalf("cancelled flow = %+v, %v", flow, err)
 	}
+
+	// A held artifact's flows run until released or cancelled.
+	fake.FinishAfterPolls(0)
+	fake.HoldArtifact("Custom.Held")
+	held, err := org.Collect(ctx, clientB, []string{"Custom.Held"}, nil, "c-3")
+	if err != nil {
+		t.Fatalf("Collect: %v", err)
+	}
+	released, err := org.Collect(ctx, clientB, []string{"Custom.Held"}, nil, "c-4")
+	if err != nil {
+		t.Fatalf("Collect: %v", err)
+	}
+	for range 3 {
+		if flow, err := org.Flow(ctx, clientB, held); err != nil || flow.Done() {
+			t.Fatalf("held flow = %+v, %v", flow, err)
+		}
+	}
+	if err := org.CancelFlow(ctx, clientB, held); err != nil {
+		t.Fatalf("CancelFlow: %v", err)
+	}
+	if state, status, ok := fake.FlowState("", held); !ok || state != "ERROR" || !strings.HasPrefix(status, "Cancelled by") {
+		t.Fatalf("the fake's cancelled flow: %s %q %v", state, status, ok)
+	}
+	fake.ReleaseArtifact("Custom.Held")
+	if flow, err := org.Flow(ctx, clientB, released); err != nil || flow.State != "FINISHED" {
+		t.Fatalf("released flow = %+v, %v", flow, err)
+	}
 }
 
 func TestHuntLifecycle(t *testing.T) {

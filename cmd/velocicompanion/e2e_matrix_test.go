@@ -289,6 +289,14 @@ func mxStartedHunt(t *testing.T, fx *mxFixture) string {
 
 func mxPrepHunt(c *mxCall) { c.vars["freshHunt"] = mxStartedHunt(c.t, c.fx) }
 
+// mxPrepHeldCollection is a fresh collection of A whose flow the fake keeps
+// running, so that it has not ended when the row cancels it.
+func mxPrepHeldCollection(c *mxCall) {
+	c.fx.vr.HoldArtifact(e2eHeldArtifact)
+	c.vars["freshCollection"] = c.fx.as(c.t, c.fx.w.admin, http.MethodPost, "/api/velociraptor/collect",
+		map[string]any{"client_id": e2eLinClient, "artifacts": []string{e2eHeldArtifact}}, http.StatusAccepted)
+}
+
 // mxPrepEndpoint is a fresh Windows host of A with a client of its own in
 // the fake's root org, to quarantine.
 func mxPrepEndpoint(c *mxCall) {
@@ -524,7 +532,10 @@ func matrixRows() []mxRow {
 		{route: "GET /api/velociraptor/clients/{id}", path: "/api/velociraptor/clients/${vrClient}", want: vrRead},
 		{route: "POST /api/velociraptor/collect", path: "/api/velociraptor/collect",
 			body: mxJSONBody("client_id", "${vrClient}", "artifact_name", "Generic.Client.Info"), want: vrAct},
+		{route: "GET /api/velociraptor/collections", path: "/api/velociraptor/collections", want: vrMembers},
+		{route: "GET /api/velociraptor/collections", path: "/api/velociraptor/collections?client_id=${vrClient}&status=completed&limit=5", want: vrMembers},
 		{route: "GET /api/velociraptor/collections/{id}", path: "/api/velociraptor/collections/${collection}", want: vrRead},
+		{route: "POST /api/velociraptor/collections/{id}/cancel", path: "/api/velociraptor/collections/${freshCollection}/cancel", prep: mxPrepHeldCollection, want: vrAct},
 		{route: "GET /api/velociraptor/collections/{id}/results", path: "/api/velociraptor/collections/${collection}/results", want: vrRead},
 		{route: "POST /api/velociraptor/hunts", path: "/api/velociraptor/hunts", body: mxJSONBody("description", "matrix hunt", "artifact_name", "Generic.Client.Info"),
 			want: mxExpect{unauth, forbidden, accepted, accepted, accepted, forbidden}},

@@ -34,15 +34,20 @@ func vrFleet(t *testing.T) *vrfake.Server {
 }
 
 type vrCollection struct {
-	ID       string   `json:"id"`
-	ClientID string   `json:"client_id"`
-	Status   string   `json:"status"`
-	FlowID   string   `json:"flow_id"`
-	Rows     int64    `json:"rows"`
-	Error    string   `json:"error"`
-	Logs     []string `json:"logs"`
-	Purpose  string   `json:"purpose"`
+	ID              string   `json:"id"`
+	ClientID        string   `json:"client_id"`
+	Status          string   `json:"status"`
+	FlowID          string   `json:"flow_id"`
+	Rows            int64    `json:"rows"`
+	Error           string   `json:"error"`
+	Logs            []string `json:"logs"`
+	Purpose         string   `json:"purpose"`
+	CancelRequested bool     `json:"cancel_requested"`
 }
+
+// e2eHeldArtifact is an artifact whose flows the fake keeps running until
+// they are cancelled.
+const e2eHeldArtifact = "Custom.VelociCompanion.Held"
 
 type vrHunt struct {
 	ID     string `json:"id"`
@@ -245,6 +250,87 @@ func TestVelociraptorEndToEnd(t *testing.T) {
 	expectStatus(t, s.do(t, http.MethodGet, "/api/velociraptor/collections/"+col.ID, adminB, nil), http.StatusNotFound, "B reads A's collection")
 	expectStatus(t, s.do(t, http.MethodGet, "/api/velociraptor/collections/"+col.ID+"/results", adminB, nil), http.StatusNotFound, "B reads A's results")
 
+	// A collection whose flow keeps running is cancelled: the flow is
+	// cancelled in Velociraptor. A completed one is not.
+	fake.HoldArtifact(e2eHeldArtifact)
+	r = s.do(t, http.MethodPost, "/api/velociraptor/collect", analyst, map[string]any{"client_id": e2eLinClient, "artifacts": []string{e2eHeldArtifact}})
+	expectStatus(t, r, http.StatusAccepted, "collect a held artifact")
+	var held vrCollection
+	r.json(t, &held)
+	eventually(t, 60*time.Second, "the held collection to start", func() bool {
+		held = s.vrCollection(t, viewer, held.ID)
+		return held.Status == "scheduled"
+	})
+	cancelPath := "/api/velociraptor/collections/" + held.ID + "/cancel"
+	expectStatus(t, s.do(t, http.MethodPost, cancelPath, viewer, nil), http.StatusForbidden, "viewer cancels")
+	expectStatus(t, s.do(t, http.MethodPost, cancelPath, adminB, nil), http.StatusNotFound, "B cancels A's collection")
+	for _, who := range []string{analyst, admin} { // asking twice is one request
+		r = s.do(t, http.MethodPost, cancelPath, who, nil)
+		expectStatus(t, r, http.StatusAccepted, "cancel")
+		var asked vrCollection
+		r.json(t, &asked)
+		if !asked.CancelRequested {
+			t.Fatalf("cancel answered %s", r.body)
+		}
+	}
+	eventually(t, 60*time.Second, "the collection to be cancelled", func() bool {
+		return s.vrCollection(t, viewer, held.ID).Status == "cancelled"
+	})
+	if state, status, _ := fake.FlowState("", held.FlowID); state != "ERROR" || !strings.HasPrefix(status, "Cancelled") {
+		t.Fatalf("Velociraptor's flow after the cancel: %s %q", state, status)
+	}
+	r = s.do(t, http.MethodPost, "/api/velociraptor/collections/"+col.ID+"/cancel", analyst, nil)
+	expectStatus(t, r, http.StatusConflict, "cancel a completed collection")
+	if code := r.errorCode(t); code != "collection_ended" {
+		t.Fatalf("cancel a completed collection: %s", r.body)
+	}
+	expectStatus(t, s.do(t, http.MethodPost, "/api/velociraptor/collections/no-such-collection/cancel", analyst, nil), http.StatusNotFound, "cancel a missing collection")
+
+	// The collection list: newest first, filtered, in pages, the tenant's own.
+	listIDs := func(who, query string) ([]string, response) {
+		t.Helper()
+		r := s.do(t, http.MethodGet, "/api/velociraptor/collections"+query, who, nil)
+		expectStatus(t, r, http.StatusOK, "list collections"+query)
+		var list []vrCollection
+		r.json(t, &list)
+		ids := []string{}
+		for _, c := range list {
+			ids = append(ids, c.ID)
+		}
+		return ids, r
+	}
+	for query, want := range map[string][]string{
+		"":                               {held.ID, col.ID},
+		"?status=cancelled":              {held.ID},
+		"?status=completed":              {col.ID},
+		"?client_id=" + e2eWinClient:     {col.ID},
+		"?client_id=" + e2eLinClient:     {held.ID},
+		"?purpose=collect&status=failed": {},
+		"?host_id=" + hostID:             {},
+		"?purpose=quarantine":            {},
+	} {
+		if got, _ := listIDs(viewer, query); !slices.Equal(got, want) {
+			t.Errorf("collections%s = %v, want %v", query, got, want)
+		}
+	}
+	first, r := listIDs(viewer, "?limit=1")
+	next := r.header.Get("X-Next-Cursor")
+	if !slices.Equal(first, []string{held.ID}) || next == "" {
+		t.Fatalf("first page of one: %v, cursor %q", first, next)
+	}
+	second, r := listIDs(viewer, "?limit=1&cursor="+next)
+	if !slices.Equal(second, []string{col.ID}) || r.header.Get("X-Next-Cursor") != "" {
+		t.Fatalf("second page of one: %v, cursor %q", second, r.header.Get("X-Next-Cursor"))
+	}
+	if got, _ := listIDs(adminB, ""); len(got) != 0 {
+		t.Fatalf("B lists A's collections: %v", got)
+	}
+	for _, query := range []string{"?status=running", "?purpose=delete", "?limit=501", "?limit=0", "?cursor=nonsense", "?client_id=C.1'"} {
+		r := s.do(t, http.MethodGet, "/api/velociraptor/collections"+query, viewer, nil)
+		expectStatus(t, r, http.StatusBadRequest, "list collections"+query)
+		r.errorCode(t)
+	}
+
 	// Hostile and wrong requests are refused before anything is recorded.
 	for name, b := range map[string]map[string]any{
 		"hostile client id":     {"client_id": "C.0000000000000001') OR 1=1 --", "artifacts": []string{"Generic.Client.Info"}},
@@ -332,15 +418,56 @@ func TestVelociraptorEndToEnd(t *testing.T) {
 		t.Fatalf("client labels after quarantine: %v", fake.Labels("", e2eWinClient))
 	}
 	expectStatus(t, s.do(t, http.MethodPost, "/api/hosts/"+hostID+"/quarantine", analyst, map[string]any{}), http.StatusConflict, "quarantine twice")
+	// The hosts read model shows the quarantine, and the filter finds the host.
+	hostQuarantine := func(status, collection string) {
+		t.Helper()
+		eventually(t, 60*time.Second, "the host to be "+status, func() bool {
+			var h hostBody
+			s.do(t, http.MethodGet, "/api/hosts/"+hostID, viewer, nil).json(t, &h)
+			return h.Quarantine.Status == status && h.Quarantine.CollectionID != nil && *h.Quarantine.CollectionID == collection &&
+				h.Quarantine.UpdatedAt != nil
+		})
+	}
+	hostQuarantine("quarantined", col.ID)
+	r = s.do(t, http.MethodGet, "/api/hosts?quarantined=true", viewer, nil)
+	expectStatus(t, r, http.StatusOK, "list quarantined hosts")
+	var quarantined []hostBody
+	r.json(t, &quarantined)
+	if len(quarantined) != 1 || quarantined[0].ID != hostID {
+		t.Fatalf("quarantined hosts: %s", r.body)
+	}
 	r = s.do(t, http.MethodPost, "/api/hosts/"+hostID+"/release", analyst, nil)
 	expectStatus(t, r, http.StatusAccepted, "release")
 	r.json(t, &col)
 	if c := s.vrCollectionEnds(t, viewer, col.ID); c.Status != "completed" || c.Purpose != "release" {
 		t.Fatalf("release: %+v", c)
 	}
+	r = s.do(t, http.MethodPost, "/api/velociraptor/collections/"+col.ID+"/cancel", analyst, nil)
+	expectStatus(t, r, http.StatusConflict, "cancel a release")
+	if code := r.errorCode(t); code != "collection_not_cancellable" {
+		t.Fatalf("cancel a release: %s", r.body)
+	}
 	if slices.Contains(fake.Labels("", e2eWinClient), "Quarantine") {
 		t.Fatalf("client labels after release: %v", fake.Labels("", e2eWinClient))
 	}
+	hostQuarantine("released", col.ID)
+	// The analyst who asked hears how the quarantine, the release, the
+	// collections and the hunt ended.
+	eventually(t, 60*time.Second, "the analyst's notifications", func() bool {
+		var inbox []struct {
+			Kind string  `json:"kind"`
+			Link *string `json:"link"`
+		}
+		s.do(t, http.MethodGet, "/api/notifications?limit=100", analyst, nil).json(t, &inbox)
+		kinds := map[string]bool{}
+		for _, n := range inbox {
+			if n.Kind == "host_quarantined" && (n.Link == nil || *n.Link != "/api/hosts/"+hostID) {
+				t.Fatalf("quarantine notification links to %v", n.Link)
+			}
+			kinds[n.Kind] = true
+		}
+		return kinds["host_quarantined"] && kinds["host_released"] && kinds["collection_completed"] && kinds["hunt_stopped"]
+	})
 
 	// Every step is in the event stream, and no key is.
 	keyLines := []string{}
@@ -354,7 +481,7 @@ func TestVelociraptorEndToEnd(t *testing.T) {
 	}
 	assertEventsClean(t, s, append(keyLines, "PRIVATE KEY"),
 		"velociraptor.configured", "velociraptor.checked", "collection.requested", "collection.scheduled", "collection.completed",
-		"collection.failed", "hunt.requested", "hunt.scheduled", "hunt.results_received", "hunt.stopped",
+		"collection.failed", "collection.cancel_requested", "collection.cancelled", "hunt.requested", "hunt.scheduled", "hunt.results_received", "hunt.stopped",
 		"host.discovered", "host.quarantine_requested", "host.quarantined", "host.release_requested", "host.released")
 
 	// Disconnecting erases the configuration.

@@ -19,6 +19,9 @@ const (
 	EventCollectionScheduled = "collection.scheduled"
 	EventCollectionCompleted = "collection.completed"
 	EventCollectionFailed    = "collection.failed"
+
+	EventCollectionCancelRequested = "collection.cancel_requested"
+	EventCollectionCancelled       = "collection.cancelled"
 )
 
 // Purpose says why a collection runs.
@@ -52,7 +55,12 @@ const (
 	StatusCompleted Status = "completed" // a collection whose results are stored
 	StatusStopped   Status = "stopped"   // a hunt that ended
 	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled" // a collection stopped on request before it ended
 )
+
+// CollectionStatuses are the statuses a collection can have, in the order it
+// moves through them.
+var CollectionStatuses = []Status{StatusRequested, StatusScheduled, StatusCompleted, StatusFailed, StatusCancelled}
 
 // CollectionRequested records that an analyst (or a quarantine command) asked
 // to collect artifacts from one client.
@@ -92,6 +100,19 @@ type CollectionFailed struct {
 	Logs  []string `json:"logs"`
 }
 
+// CollectionCancelRequested records that an analyst asked to cancel a
+// collection that had not ended; the worker stops its flow, if it started.
+type CollectionCancelRequested struct {
+	By domain.UserID `json:"by"`
+}
+
+// CollectionCancelled records that a collection ended because it was
+// cancelled: its flow, if it had started, was cancelled in Velociraptor. By
+// is who asked.
+type CollectionCancelled struct {
+	By domain.UserID `json:"by"`
+}
+
 // EventName returns the durable wire name of CollectionRequested.
 func (CollectionRequested) EventName() string { return EventCollectionRequested } // WARNING: stored; never rename.
 
@@ -103,6 +124,12 @@ func (CollectionCompleted) EventName() string { return EventCollectionCompleted 
 
 // EventName returns the durable wire name of CollectionFailed.
 func (CollectionFailed) EventName() string { return EventCollectionFailed } // WARNING: stored; never rename.
+
+// EventName returns the durable wire name of CollectionCancelRequested.
+func (CollectionCancelRequested) EventName() string { return EventCollectionCancelRequested } // WARNING: stored; never rename.
+
+// EventName returns the durable wire name of CollectionCancelled.
+func (CollectionCancelled) EventName() string { return EventCollectionCancelled } // WARNING: stored; never rename.
 
 // CollectionRequest is what a caller asks to collect. Decisions normalise it.
 type CollectionRequest struct {
@@ -131,10 +158,14 @@ type Collection struct {
 	Sources    []SourceCount
 	Logs       []string
 	Error      string
+	// CancelBy is who asked to cancel the collection; "" when nobody did.
+	CancelBy domain.UserID
 }
 
-// Done reports whether c has ended, completed or failed.
-func (c Collection) Done() bool { return c.Status == StatusCompleted || c.Status == StatusFailed }
+// Done reports whether c has ended: completed, failed or cancelled.
+func (c Collection) Done() bool {
+	return c.Status == StatusCompleted || c.Status == StatusFailed || c.Status == StatusCancelled
+}
 
 // Errors of the collection decisions, besides domain.ErrNotFound for a
 // collection that was never requested.
@@ -142,6 +173,10 @@ var (
 	ErrCollectionExists   = domain.Conflict("collection_exists", "a different collection was already requested with this id")
 	ErrFlowConflict       = domain.Conflict("flow_conflict", "the collection is already scheduled as another flow")
 	ErrCollectionFinished = domain.Conflict("collection_finished", "the collection has already ended with another outcome")
+	ErrCollectionEnded    = domain.Conflict("collection_ended", "the collection has already completed or failed: there is nothing left to cancel")
+	ErrIsolationCancel    = domain.Conflict("collection_not_cancellable",
+		"a collection that quarantines or releases a host cannot be cancelled: a half-applied network isolation is worse than either state; release the host once it has ended instead")
+	ErrCancelNotRequested = domain.Conflict("cancel_not_requested", "nobody asked to cancel the collection")
 )
 
 // NormalizeCollection returns r validated and in normal form: the client id
@@ -219,7 +254,9 @@ func ScheduleCollection(s Collection, flowID string) ([]domain.Event, error) {
 
 // CompleteCollection decides whether the collection s may record that it
 // finished with the row counts sources and the log lines logs. Completing a
-// completed collection records nothing; a failed one is a conflict.
+// completed collection records nothing; a failed or cancelled one is a
+// conflict. A collection asked to be cancelled may still complete: the flow
+// ended before the cancel reached it.
 func CompleteCollection(s Collection, sources []SourceCount, logs []string) ([]domain.Event, error) {
 	if !s.Exists {
 		return nil, domain.ErrNotFound
@@ -227,7 +264,7 @@ func CompleteCollection(s Collection, sources []SourceCount, logs []string) ([]d
 	switch s.Status {
 	case StatusCompleted:
 		return nil, nil
-	case StatusFailed:
+	case StatusFailed, StatusCancelled:
 		return nil, ErrCollectionFinished
 	}
 	var total int64
@@ -249,8 +286,8 @@ func CompleteCollection(s Collection, sources []SourceCount, logs []string) ([]d
 }
 
 // FailCollection decides whether the collection s may record that it failed
-// with errText. Failing a failed collection records nothing; a completed one
-// is a conflict.
+// with errText. Failing a failed collection records nothing; a completed or
+// cancelled one is a conflict.
 func FailCollection(s Collection, errText string, logs []string) ([]domain.Event, error) {
 	if !s.Exists {
 		return nil, domain.ErrNotFound
@@ -258,10 +295,53 @@ func FailCollection(s Collection, errText string, logs []string) ([]domain.Event
 	switch s.Status {
 	case StatusFailed:
 		return nil, nil
-	case StatusCompleted:
+	case StatusCompleted, StatusCancelled:
 		return nil, ErrCollectionFinished
 	}
 	return []domain.Event{CollectionFailed{Error: CleanError(errText, "the collection failed"), Logs: nonNil(CleanLogs(logs))}}, nil
+}
+
+// RequestCollectionCancel decides whether by may ask, in tenant, to cancel
+// the collection s. Only a collection that has not ended may be cancelled;
+// asking again, or once it is cancelled, records nothing. A collection that
+// quarantines or releases a host is never cancelled.
+func RequestCollectionCancel(s Collection, by users.Actor, tenant domain.TenantID) ([]domain.Event, error) {
+	if err := mayRun(by, tenant); err != nil {
+		return nil, err
+	}
+	if !s.Exists {
+		return nil, domain.ErrNotFound
+	}
+	if s.Purpose != PurposeCollect {
+		return nil, ErrIsolationCancel
+	}
+	switch {
+	case s.Status == StatusCancelled:
+		return nil, nil
+	case s.Status == StatusCompleted || s.Status == StatusFailed:
+		return nil, ErrCollectionEnded // the cancel came too late, if one was asked
+	case s.CancelBy != "":
+		return nil, nil
+	}
+	return []domain.Event{CollectionCancelRequested{By: by.User}}, nil
+}
+
+// CancelCollection decides whether the collection s may record that it was
+// cancelled as asked. Cancelling a cancelled collection records nothing; one
+// that completed or failed, or that nobody asked to cancel, is a conflict.
+func CancelCollection(s Collection) ([]domain.Event, error) {
+	if !s.Exists {
+		return nil, domain.ErrNotFound
+	}
+	switch {
+	case s.Status == StatusCancelled:
+		return nil, nil
+	case s.Done():
+		return nil, ErrCollectionFinished
+	case s.CancelBy == "":
+		return nil, ErrCancelNotRequested
+	}
+	return []domain.Event{CollectionCancelled{By: s.CancelBy}}, nil
 }
 
 // EvolveCollection applies one recorded event to s. It never fails.
@@ -276,6 +356,13 @@ func EvolveCollection(s Collection, e domain.Event) Collection {
 		s.Status, s.Rows, s.Sources, s.Logs = StatusCompleted, e.Rows, slices.Clone(e.Sources), slices.Clone(e.Logs)
 	case CollectionFailed:
 		s.Status, s.Error, s.Logs = StatusFailed, e.Error, slices.Clone(e.Logs)
+	case CollectionCancelRequested:
+		s.CancelBy = e.By
+	case CollectionCancelled:
+		s.Status = StatusCancelled
+		if s.CancelBy == "" {
+			s.CancelBy = e.By
+		}
 	}
 	return s
 }

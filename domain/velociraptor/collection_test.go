@@ -27,6 +27,8 @@ var (
 	scheduled = vr.CollectionScheduled{FlowID: flow}
 	completed = vr.CollectionCompleted{Rows: 3, Sources: []vr.SourceCount{{Source: "Windows.System.Pslist", Rows: 3}}, Logs: []string{"done"}}
 	failed    = vr.CollectionFailed{Error: "client offline", Logs: []string{}}
+	cancelAsk = vr.CollectionCancelRequested{By: analyst.User}
+	cancelled = vr.CollectionCancelled{By: analyst.User}
 )
 
 type collScenario struct {
@@ -178,6 +180,61 @@ func TestFailCollection(t *testing.T) {
 	})
 }
 
+func TestRequestCollectionCancel(t *testing.T) {
+	cancel := func(by users.Actor) func(vr.Collection) ([]domain.Event, error) {
+		return func(s vr.Collection) ([]domain.Event, error) { return vr.RequestCollectionCancel(s, by, tenant) }
+	}
+	quarantine := vr.CollectionRequested{ID: collID, ClientID: client, HostID: "host-1", Artifacts: []string{vr.ArtifactQuarantineWindows},
+		Purpose: vr.PurposeQuarantine, By: analyst.User}
+	release := quarantine
+	release.Purpose, release.Parameters = vr.PurposeRelease, map[string]string{"RemovePolicy": "Y"}
+	runColl(t, []collScenario{
+		{name: "requested_records_cancel_requested", given: events(requested), when: cancel(analyst), want: events(cancelAsk)},
+		{name: "scheduled_records_cancel_requested", given: events(requested, scheduled), when: cancel(admin),
+			want: events(vr.CollectionCancelRequested{By: admin.User})},
+		{name: "asked_again_records_nothing", given: events(requested, cancelAsk), when: cancel(admin)},
+		{name: "asked_again_after_scheduling_records_nothing", given: events(requested, cancelAsk, scheduled), when: cancel(analyst)},
+		{name: "cancelled_records_nothing", given: events(requested, cancelAsk, cancelled), when: cancel(analyst)},
+		{name: "completed_is_conflict", given: events(requested, scheduled, completed), when: cancel(analyst), wantErr: vr.ErrCollectionEnded},
+		{name: "failed_is_conflict", given: events(requested, failed), when: cancel(analyst), wantErr: vr.ErrCollectionEnded},
+		{name: "asked_then_completed_is_conflict", given: events(requested, scheduled, cancelAsk, completed), when: cancel(analyst),
+			wantErr: vr.ErrCollectionEnded},
+		{name: "quarantine_is_conflict", given: events(quarantine), when: cancel(analyst), wantErr: vr.ErrIsolationCancel},
+		{name: "scheduled_quarantine_is_conflict", given: events(quarantine, scheduled), when: cancel(admin), wantErr: vr.ErrIsolationCancel},
+		{name: "release_is_conflict", given: events(release), when: cancel(analyst), wantErr: vr.ErrIsolationCancel},
+		{name: "viewer_is_forbidden", given: events(requested), when: cancel(viewer), wantErr: vr.ErrNotAllowed},
+		{name: "other_tenant_is_not_found", given: events(requested), when: cancel(foreign), wantErr: domain.ErrNotFound},
+		{name: "missing_collection", when: cancel(analyst), wantErr: domain.ErrNotFound},
+	})
+}
+
+func TestCancelCollection(t *testing.T) {
+	runColl(t, []collScenario{
+		{name: "before_scheduling", given: events(requested, cancelAsk), when: vr.CancelCollection, want: events(cancelled)},
+		{name: "after_scheduling", given: events(requested, scheduled, cancelAsk), when: vr.CancelCollection, want: events(cancelled)},
+		{name: "by_who_asked", given: events(requested, vr.CollectionCancelRequested{By: admin.User}), when: vr.CancelCollection,
+			want: events(vr.CollectionCancelled{By: admin.User})},
+		{name: "twice_records_nothing", given: events(requested, cancelAsk, cancelled), when: vr.CancelCollection},
+		{name: "not_asked_is_conflict", given: events(requested, scheduled), when: vr.CancelCollection, wantErr: vr.ErrCancelNotRequested},
+		{name: "completed_first_is_conflict", given: events(requested, scheduled, cancelAsk, completed), when: vr.CancelCollection,
+			wantErr: vr.ErrCollectionFinished},
+		{name: "failed_first_is_conflict", given: events(requested, cancelAsk, failed), when: vr.CancelCollection, wantErr: vr.ErrCollectionFinished},
+		{name: "missing_collection", when: vr.CancelCollection, wantErr: domain.ErrNotFound},
+	})
+	// What the other decisions make of a cancel.
+	complete := func(s vr.Collection) ([]domain.Event, error) { return vr.CompleteCollection(s, nil, nil) }
+	fail := func(s vr.Collection) ([]domain.Event, error) { return vr.FailCollection(s, "late", nil) }
+	schedule := func(s vr.Collection) ([]domain.Event, error) { return vr.ScheduleCollection(s, flow) }
+	runColl(t, []collScenario{
+		{name: "asked_may_still_be_scheduled", given: events(requested, cancelAsk), when: schedule, want: events(scheduled)},
+		{name: "asked_may_still_complete", given: events(requested, scheduled, cancelAsk), when: complete,
+			want: events(vr.CollectionCompleted{Sources: []vr.SourceCount{}, Logs: []string{}})},
+		{name: "cancelled_does_not_schedule", given: events(requested, cancelAsk, cancelled), when: schedule, wantErr: vr.ErrCollectionFinished},
+		{name: "cancelled_does_not_complete", given: events(requested, scheduled, cancelAsk, cancelled), when: complete, wantErr: vr.ErrCollectionFinished},
+		{name: "cancelled_does_not_fail", given: events(requested, cancelAsk, cancelled), when: fail, wantErr: vr.ErrCollectionFinished},
+	})
+}
+
 func TestEvolveCollection(t *testing.T) {
 	s := domain.Fold(vr.EvolveCollection, events(requested, scheduled, completed))
 	want := vr.Collection{Exists: true, ID: collID, ClientID: client, Artifacts: request.Artifacts, Parameters: request.Parameters,
@@ -189,6 +246,14 @@ func TestEvolveCollection(t *testing.T) {
 	s = domain.Fold(vr.EvolveCollection, events(requested, failed))
 	if s.Status != vr.StatusFailed || s.Error != "client offline" || !s.Done() {
 		t.Fatalf("failed state = %+v", s)
+	}
+	s = domain.Fold(vr.EvolveCollection, events(requested, scheduled, cancelAsk))
+	if s.Status != vr.StatusScheduled || s.CancelBy != analyst.User || s.Done() {
+		t.Fatalf("cancel-requested state = %+v", s)
+	}
+	s = vr.EvolveCollection(s, cancelled)
+	if s.Status != vr.StatusCancelled || s.CancelBy != analyst.User || !s.Done() || s.FlowID != flow {
+		t.Fatalf("cancelled state = %+v", s)
 	}
 	// The state does not share the event's parameters.
 	e := requested

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -444,3 +445,93 @@ func TestSyncFollowsTheFleet(t *testing.T) {
 }
 
 func fmtList(s []string) string { return strings.Join(s, ",") }
+
+func TestCollectionCancel(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	const held = "Custom.Slow.Collection"
+	w.fake.HoldArtifact(held)
+	cancel := func(id string) {
+		t.Helper()
+		c, _, err := w.cmds.RequestCollectionCancel(ctx, commands.CancelCollection{Tenant: w.a, ID: id, By: w.adminA})
+		if err != nil || !c.CancelRequested {
+			t.Fatalf("cancel %s = %+v, %v", id, c, err)
+		}
+	}
+	org, err := w.conns.Org(ctx, w.a)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Before the worker started it: recorded cancelled, never started.
+	early := w.collect(w.a, w.adminA, winClient, held)
+	cancel(early.ID)
+	w.settle(5)
+	if got := w.collection(w.a, early.ID); got.Status != vr.StatusCancelled || got.FlowID != "" {
+		t.Fatalf("cancelled before it started: %+v", got)
+	}
+	if flows := w.fake.Flows("", winClient); len(flows) != 0 {
+		t.Fatalf("Velociraptor ran a cancelled collection: %v", flows)
+	}
+
+	// Started, then a crash before it was recorded, then cancelled: the
+	// worker finds the flow by its marker and cancels it.
+	crashed := w.collect(w.a, w.adminA, linClient, held)
+	started, err := org.Collect(ctx, crashed.ClientID, crashed.Artifacts, crashed.Parameters, crashed.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel(crashed.ID)
+	w.restart()
+	w.settle(5)
+	if got := w.collection(w.a, crashed.ID); got.Status != vr.StatusCancelled || got.FlowID != started {
+		t.Fatalf("cancelled after a crash: %+v, want flow %s cancelled", got, started)
+	}
+	if state, status, _ := w.fake.FlowState("", started); state != "ERROR" || !strings.HasPrefix(status, "Cancelled") {
+		t.Fatalf("Velociraptor's flow after the cancel: %s %q", state, status)
+	}
+
+	// Running: the flow is cancelled in Velociraptor, then recorded.
+	running := w.collect(w.a, w.adminA, winClient, held)
+	w.settle(3)
+	got := w.collection(w.a, running.ID)
+	if got.Status != vr.StatusScheduled || got.FlowID == "" {
+		t.Fatalf("the held collection: %+v", got)
+	}
+	if state, _, _ := w.fake.FlowState("", got.FlowID); state != "RUNNING" {
+		t.Fatalf("the held flow is %s", state)
+	}
+	cancel(running.ID)
+	w.settle(5)
+	got = w.collection(w.a, running.ID)
+	if got.Status != vr.StatusCancelled || got.CancelBy != w.adminA.User {
+		t.Fatalf("cancelled while running: %+v", got)
+	}
+	if state, status, _ := w.fake.FlowState("", got.FlowID); state != "ERROR" || !strings.HasPrefix(status, "Cancelled") {
+		t.Fatalf("Velociraptor's flow after the cancel: %s %q", state, status)
+	}
+	if flows := w.fake.Flows("", winClient); len(flows) != 1 {
+		t.Fatalf("Velociraptor ran %d flows on the client: %v", len(flows), flows)
+	}
+	// More steps change nothing, and asking again records nothing.
+	cancel(running.ID)
+	w.settle(3)
+	if again := w.collection(w.a, running.ID); again.Version != got.Version {
+		t.Fatalf("a cancelled collection changed: %+v", again)
+	}
+
+	// Asked too late: the flow had finished, so the collection completes.
+	w.fake.FinishAfterPolls(0)
+	late := w.collect(w.a, w.adminA, winClient, "Generic.Client.Info")
+	if _, err := w.worker.Step(ctx); err != nil { // starts it
+		t.Fatal(err)
+	}
+	cancel(late.ID)
+	w.settle(5)
+	if got := w.collection(w.a, late.ID); got.Status != vr.StatusCompleted || got.Rows != 4 {
+		t.Fatalf("cancelled after it finished: %+v", got)
+	}
+	if _, _, err := w.cmds.RequestCollectionCancel(ctx, commands.CancelCollection{Tenant: w.a, ID: late.ID, By: w.adminA}); !errors.Is(err, vr.ErrCollectionEnded) {
+		t.Fatalf("cancel a completed collection: %v", err)
+	}
+}

@@ -179,16 +179,22 @@ func lasting(err error) bool {
 }
 
 // collection does the next step of a collection: start it, or look at its
-// progress and record its results once it has finished.
+// progress and record its results once it has finished. A collection asked
+// to be cancelled is not started: its flow, if a crash left one started, is
+// recorded and then cancelled.
 func (w *Worker) collection(ctx context.Context, org velociraptor.Org, job commands.Job) error {
 	c, err := w.Cmds.Collection(ctx, job.Tenant, job.ID)
 	if err != nil {
 		return err
 	}
+	cancelling := job.State == commands.JobCancelling || c.CancelRequested
 	if c.FlowID == "" {
 		flowID, found, err := org.FindFlow(ctx, c.ClientID, c.ID)
 		if err != nil {
 			return err
+		}
+		if !found && cancelling {
+			return w.Cmds.RecordCollectionCancelled(ctx, job.Tenant, c.ID) // never started: nothing to stop
 		}
 		if !found {
 			if c.Purpose == dvr.PurposeQuarantine {
@@ -207,6 +213,16 @@ func (w *Worker) collection(ctx context.Context, org velociraptor.Org, job comma
 	flow, err := org.Flow(ctx, c.ClientID, c.FlowID)
 	if err != nil {
 		return err
+	}
+	// A flow that finished before the cancel reached it completes as usual;
+	// one that ended otherwise was cancelled (by us, before a crash).
+	if cancelling && flow.State != "FINISHED" {
+		if !flow.Done() {
+			if err := org.CancelFlow(ctx, c.ClientID, c.FlowID); err != nil {
+				return err
+			}
+		}
+		return w.Cmds.RecordCollectionCancelled(ctx, job.Tenant, c.ID)
 	}
 	if !flow.Done() {
 		return w.Cmds.WaitJob(ctx, job, w.now().Add(w.poll()))

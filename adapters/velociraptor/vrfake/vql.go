@@ -277,6 +277,9 @@ func (s *Server) knownArtifact(name string) bool {
 	if _, ok := s.failed[name]; ok {
 		return true
 	}
+	if s.held[name] {
+		return true
+	}
 	for k := range s.rows {
 		if k == name || strings.HasPrefix(k, name+"/") {
 			return true
@@ -374,9 +377,10 @@ func (q *query) flowOf() (*flow, bool) {
 	return f, true
 }
 
-// advance counts one poll of f and ends it after the configured number.
+// advance counts one poll of f and ends it after the configured number,
+// unless it collects a held artifact.
 func (s *Server) advance(f *flow) {
-	if f.state != "RUNNING" {
+	if f.state != "RUNNING" || slices.ContainsFunc(f.artifacts, func(a string) bool { return s.held[a] }) {
 		return
 	}
 	if f.polls < s.finishAfter {

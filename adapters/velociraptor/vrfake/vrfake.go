@@ -86,6 +86,7 @@ type Server struct {
 	access      map[string][]string // CN -> orgs with a role; absent: every org
 	rows        map[string][]map[string]any
 	failed      map[string]string // artifact -> log line
+	held        map[string]bool   // artifacts whose flows stay RUNNING
 	finishAfter int
 	calls       []Call
 	queryID     uint64
@@ -129,6 +130,7 @@ func Start(t testing.TB) *Server {
 		access:      map[string][]string{},
 		rows:        map[string][]map[string]any{},
 		failed:      map[string]string{},
+		held:        map[string]bool{},
 		finishAfter: 1,
 	}
 	for _, st := range velociraptor.Statements() {
@@ -394,6 +396,39 @@ func (s *Server) FailArtifact(name, logLine string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failed[name] = logLine
+}
+
+// HoldArtifact keeps the flows that collect the artifact name RUNNING,
+// however often they are polled, until ReleaseArtifact (a cancel still ends
+// them); the artifact becomes known to the fake.
+func (s *Server) HoldArtifact(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held[name] = true
+}
+
+// ReleaseArtifact lets the flows of a held artifact end as the others do.
+func (s *Server) ReleaseArtifact(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.held, name)
+}
+
+// FlowState returns the state (RUNNING, FINISHED, ERROR) and status of the
+// flow flowID in org, and whether the org has it. A cancelled flow is in
+// ERROR with a status that starts with "Cancelled by", as in Velociraptor.
+func (s *Server) FlowState(orgID, flowID string) (state, status string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, known := s.orgs[orgKey(orgID)]
+	if !known {
+		return "", "", false
+	}
+	f, known := o.flows[flowID]
+	if !known {
+		return "", "", false
+	}
+	return f.state, f.status, true
 }
 
 // Calls returns every query received, in order.

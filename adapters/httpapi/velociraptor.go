@@ -51,6 +51,10 @@ var (
 // connection starts to warn.
 const certificateWarning = 30 * 24 * time.Hour
 
+// liveQueryTimeout bounds a query a request waits for, well within the
+// server's write timeout.
+const liveQueryTimeout = 30 * time.Second
+
 // velociraptorCheckTimeout bounds the trial query of a new configuration.
 const velociraptorCheckTimeout = 20 * time.Second
 
@@ -78,6 +82,7 @@ type connectionRead struct {
 	UpdatedBy     domain.UserID `json:"updated_by"`
 	Position      int64         `json:"position,omitempty"`
 	Clients       *int          `json:"clients,omitempty" doc:"on configuration: the clients the trial query saw (at most 1)"`
+	Message       string        `json:"message,omitempty" doc:"on configuration: a sentence saying it was saved, as the original API answered"`
 }
 
 type checkRead struct {
@@ -191,6 +196,10 @@ func (s *Server) velociraptorRoutes() []op {
 		{Name: "search", In: "query", Desc: "Velociraptor's client search, e.g. host:ws-01 or label:finance"},
 		{Name: "limit", In: "query", Type: "integer", Desc: "1 to 10000 (default 100)"},
 	}
+	results := []param{
+		{Name: "limit", In: "query", Type: "integer", Desc: "page size, 1 to 1000 (default 100)"},
+		page[1],
+	}
 	idem := []param{{Name: "Idempotency-Key", In: "header", Desc: "a UUID: the same key and body again returns the first answer"}}
 	collections := append([]param{
 		{Name: "client_id", In: "query", Desc: "only collections from this Velociraptor client id"},
@@ -207,12 +216,12 @@ func (s *Server) velociraptorRoutes() []op {
 		{method: http.MethodPost, path: "/api/velociraptor/collect", summary: "Collect artifacts from a client (done in the background; poll the collection)", tag: "velociraptor", access: roleList, roles: responders, query: idem, req: collectRequest{}, resp: collectionRead{}, status: http.StatusAccepted, handler: s.collect},
 		{method: http.MethodGet, path: "/api/velociraptor/collections", summary: "The tenant's collections, newest first (next page in X-Next-Cursor)", tag: "velociraptor", access: roleList, roles: tenantMembers, query: collections, resp: []collectionRead{}, handler: s.listCollections},
 		{method: http.MethodGet, path: "/api/velociraptor/collections/:id", summary: "A collection: status, flow, rows per source, logs", tag: "velociraptor", access: roleList, roles: tenantMembers, resp: collectionRead{}, handler: s.getCollection},
-		{method: http.MethodGet, path: "/api/velociraptor/collections/:id/results", summary: "A collection's stored result rows", tag: "velociraptor", access: roleList, roles: tenantMembers, query: page, resp: resultPage{}, handler: s.collectionResults},
+		{method: http.MethodGet, path: "/api/velociraptor/collections/:id/results", summary: "A collection's stored result rows", tag: "velociraptor", access: roleList, roles: tenantMembers, query: results, resp: resultPage{}, handler: s.collectionResults},
 		{method: http.MethodPost, path: "/api/velociraptor/collections/:id/cancel", summary: "Cancel a collection that has not ended (its flow is cancelled in the background; quarantines and releases cannot be cancelled)", tag: "velociraptor", access: roleList, roles: responders, resp: collectionRead{}, status: http.StatusAccepted, handler: s.cancelCollection},
 		{method: http.MethodPost, path: "/api/velociraptor/hunts", summary: "Hunt across the org's clients (started in the background)", tag: "velociraptor", access: roleList, roles: responders, query: idem, req: huntRequest{}, resp: huntRead{}, status: http.StatusAccepted, handler: s.createHunt},
 		{method: http.MethodGet, path: "/api/velociraptor/hunts", summary: "The tenant's hunts, newest first", tag: "velociraptor", access: roleList, roles: tenantMembers, query: page, resp: []huntRead{}, handler: s.listHunts},
 		{method: http.MethodGet, path: "/api/velociraptor/hunts/:id", summary: "A hunt: status, Velociraptor's state and stats", tag: "velociraptor", access: roleList, roles: tenantMembers, resp: huntRead{}, handler: s.getHunt},
-		{method: http.MethodGet, path: "/api/velociraptor/hunts/:id/results", summary: "A hunt's result rows, stored as clients report them", tag: "velociraptor", access: roleList, roles: tenantMembers, query: page, resp: resultPage{}, handler: s.huntResults},
+		{method: http.MethodGet, path: "/api/velociraptor/hunts/:id/results", summary: "A hunt's result rows, stored as clients report them", tag: "velociraptor", access: roleList, roles: tenantMembers, query: results, resp: resultPage{}, handler: s.huntResults},
 		{method: http.MethodPost, path: "/api/velociraptor/hunts/:id/stop", summary: "Stop a hunt", tag: "velociraptor", access: roleList, roles: responders, resp: huntRead{}, status: http.StatusAccepted, handler: s.stopHunt},
 		{method: http.MethodPost, path: "/api/hosts/:id/quarantine", summary: "Isolate a host from the network through Velociraptor", tag: "velociraptor", access: roleList, roles: responders, req: quarantineRequest{}, resp: collectionRead{}, status: http.StatusAccepted, handler: s.quarantineHost},
 		{method: http.MethodPost, path: "/api/hosts/:id/release", summary: "Lift a host's quarantine", tag: "velociraptor", access: roleList, roles: responders, resp: collectionRead{}, status: http.StatusAccepted, handler: s.releaseHost},
@@ -328,6 +337,7 @@ func (s *Server) configureVelociraptor(c *gin.Context) {
 	out := s.connectionRead(conn, res.Position)
 	n := len(seen)
 	out.Clients = &n
+	out.Message = "Velociraptor configuration saved"
 	c.Header("ETag", etag(conn.Version))
 	c.JSON(http.StatusOK, out)
 }
@@ -394,20 +404,17 @@ func clientRead(ci velociraptor.ClientInfo) vrClientRead {
 
 func (s *Server) listVRClients(c *gin.Context) {
 	p := mustPrincipal(c)
-	limit := 100
-	if raw := c.Query("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > velociraptor.MaxClientsLimit {
-			fail(c, domain.Invalid("bad_limit", "limit must be an integer from 1 to %d", velociraptor.MaxClientsLimit))
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(c, 100, velociraptor.MaxClientsLimit)
+	if !ok {
+		return
 	}
 	org, ok := s.vrOrg(c, p.Tenant)
 	if !ok {
 		return
 	}
-	list, err := org.Clients(c.Request.Context(), c.Query("search"), limit)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), liveQueryTimeout)
+	defer cancel()
+	list, err := org.Clients(ctx, c.Query("search"), limit)
 	if err != nil {
 		fail(c, err)
 		return
@@ -429,12 +436,29 @@ func (s *Server) getVRClient(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ci, err := org.Client(c.Request.Context(), c.Param("id"))
+	ctx, cancel := context.WithTimeout(c.Request.Context(), liveQueryTimeout)
+	defer cancel()
+	ci, err := org.Client(ctx, c.Param("id"))
 	if err != nil {
 		fail(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, clientRead(ci))
+}
+
+// queryLimit reads the limit query parameter: def when absent, else 1 to
+// most; it answers 400 otherwise.
+func queryLimit(c *gin.Context, def, most int) (int, bool) {
+	raw := c.Query("limit")
+	if raw == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > most {
+		fail(c, domain.Invalid("invalid_limit", "limit must be an integer from 1 to %d", most))
+		return 0, false
+	}
+	return n, true
 }
 
 // clientCheckTimeout bounds the look-up of a client before a request for it
@@ -592,14 +616,9 @@ func (s *Server) listCollections(c *gin.Context) {
 	if !ok {
 		return
 	}
-	limit := defaultLimit
-	if raw := c.Query("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > commands.MaxCollectionPage {
-			fail(c, errBadLimit)
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(c, defaultLimit, commands.MaxCollectionPage)
+	if !ok {
+		return
 	}
 	filter := commands.CollectionFilter{ClientID: c.Query("client_id"), HostID: hosts.ID(c.Query("host_id")),
 		Status: vr.Status(c.Query("status")), Purpose: vr.Purpose(c.Query("purpose"))}
@@ -637,14 +656,9 @@ func (s *Server) cancelCollection(c *gin.Context) {
 // resultPageOf answers a page of the stored results of the tenant's
 // collection or hunt owner; the caller has checked that the tenant has it.
 func (s *Server) resultPageOf(c *gin.Context, cmds *commands.Velociraptor, tenant domain.TenantID, kind, owner string) {
-	limit := defaultLimit
-	if raw := c.Query("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > 500 {
-			fail(c, errBadLimit)
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(c, defaultLimit, commands.MaxResultPage)
+	if !ok {
+		return
 	}
 	rows, next, err := cmds.Results(c.Request.Context(), tenant, kind, owner, c.Query("cursor"), limit)
 	if err != nil {
@@ -729,14 +743,9 @@ func (s *Server) listHunts(c *gin.Context) {
 	if !ok {
 		return
 	}
-	limit := defaultLimit
-	if raw := c.Query("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > 500 {
-			fail(c, errBadLimit)
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(c, defaultLimit, commands.MaxHuntPage)
+	if !ok {
+		return
 	}
 	list, next, err := cmds.Hunts(c.Request.Context(), p.Tenant, c.Query("cursor"), limit)
 	if err != nil {

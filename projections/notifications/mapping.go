@@ -30,6 +30,7 @@ const (
 
 	KindCollectionCompleted Kind = "collection_completed"   // a collection you asked for finished
 	KindCollectionFailed    Kind = "collection_failed"      // a collection you asked for failed
+	KindCollectionCancelled Kind = "collection_cancelled"   // someone else cancelled a collection you asked for
 	KindHuntStopped         Kind = "hunt_stopped"           // a hunt you started ended
 	KindHuntFailed          Kind = "hunt_failed"            // a hunt you started failed
 	KindHostQuarantined     Kind = "host_quarantined"       // a host you asked to isolate is isolated
@@ -169,6 +170,12 @@ func Notify(env eventstore.Envelope, f Facts) []Notification {
 		}
 		add(f.Requester, "", KindCollectionFailed, TypeError, "Collection failed",
 			fmt.Sprintf("Collection %s failed: %s", quote(f.Subject), reason(e.Error)))
+	case velociraptor.CollectionCancelled:
+		if f.Purpose != velociraptor.PurposeCollect {
+			break
+		}
+		add(f.Requester, e.By, KindCollectionCancelled, TypeWarning, "Collection cancelled",
+			fmt.Sprintf("Collection %s was cancelled.", quote(f.Subject)))
 	case velociraptor.HuntStopped:
 		add(f.Requester, "", KindHuntStopped, TypeInfo, "Hunt stopped",
 			fmt.Sprintf("Hunt %s stopped; its results are stored.", quote(f.Subject)))
@@ -206,6 +213,7 @@ var notifying = map[string]bool{
 
 	velociraptor.EventCollectionCompleted: true,
 	velociraptor.EventCollectionFailed:    true,
+	velociraptor.EventCollectionCancelled: true,
 	velociraptor.EventHuntStopped:         true,
 	velociraptor.EventHuntFailed:          true,
 	hosts.EventQuarantined:                true,

@@ -45,7 +45,7 @@ func applyVelociraptor(ctx context.Context, tx pgx.Tx, env eventstore.Envelope) 
 			return nil
 		}
 		return rememberHost(ctx, tx, env, *e.Hostname)
-	case velociraptor.CollectionCompleted, velociraptor.CollectionFailed:
+	case velociraptor.CollectionCompleted, velociraptor.CollectionFailed, velociraptor.CollectionCancelled:
 		return notifyRequester(ctx, tx, env, requestCollection, env.StreamID)
 	case velociraptor.HuntStopped, velociraptor.HuntFailed:
 		return notifyRequester(ctx, tx, env, requestHunt, env.StreamID)

@@ -230,6 +230,10 @@ type SyncHost struct {
 	Source hosts.Source
 	// FirstSeen and LastSeen are optional sightings.
 	FirstSeen, LastSeen time.Time
+	// SeenResolution, when positive, records a known host's LastSeen only
+	// once it is at least this much later than the one recorded: a client
+	// checking in every minute does not append an event at every sync.
+	SeenResolution time.Duration
 	By                  domain.UserID
 	Meta                eventstore.Metadata
 }
@@ -336,9 +340,13 @@ func (h *Handler) syncKnownHost(ctx context.Context, cmd SyncHost, id hosts.ID, 
 					return nil, err
 				}
 			}
-			for _, at := range []time.Time{cmd.LastSeen, cmd.FirstSeen} {
+			for i, at := range []time.Time{cmd.LastSeen, cmd.FirstSeen} {
 				if at.IsZero() {
 					continue
+				}
+				if i == 0 && cmd.SeenResolution > 0 && !st.s.LastSeen.IsZero() && at.After(st.s.LastSeen) &&
+					at.Sub(st.s.LastSeen) < cmd.SeenResolution {
+					continue // too little news to record: the fleet's pulse is not an event stream
 				}
 				if err := st.do(hosts.RecordSeen(st.s, at, now, src, cmd.By)); err != nil {
 					return nil, err

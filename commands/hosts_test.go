@@ -309,6 +309,22 @@ func TestSyncHost(t *testing.T) {
 		t.Fatalf("after the newer report %+v", v.State)
 	}
 
+	// With a resolution, a check-in only a little later than the recorded
+	// one is no news; one much later is.
+	profile := report.Profile
+	report.Profile = hosts.Profile{ClientID: "C.abcdef0123456789"}
+	report.SeenResolution = time.Hour
+	report.LastSeen = now.Add(30 * time.Minute)
+	f.advance(2 * time.Hour)
+	if res, err := f.h.SyncHost(ctx, report); err != nil || res.Version != upd.Version {
+		t.Fatalf("check-in within the resolution: %+v, %v", res, err)
+	}
+	report.LastSeen = now.Add(90 * time.Minute)
+	if res, err := f.h.SyncHost(ctx, report); err != nil || res.Version != upd.Version+1 {
+		t.Fatalf("check-in beyond the resolution: %+v, %v", res, err)
+	}
+	report.SeenResolution, report.Profile = 0, profile
+
 	// A host an analyst registered with the client id is the one the sync updates.
 	reg, err := f.h.RegisterHost(ctx, commands.RegisterHost{Tenant: a, By: "u1", Profile: hosts.Profile{Hostname: "manual", ClientID: "C.1111111111111111"}})
 	if err != nil {

@@ -20,6 +20,9 @@ import (
 // connection is warned about.
 const CertificateWarning = 30 * 24 * time.Hour
 
+// DefaultSeenResolution is the Sync's SeenResolution when it has none.
+const DefaultSeenResolution = time.Hour
+
 // syncActor is who the host events of a sync are by.
 const syncActor = "velociraptor-sync"
 
@@ -35,6 +38,10 @@ type Sync struct {
 	Every time.Duration
 	// Limit bounds the clients read per tenant and sync.
 	Limit int
+	// SeenResolution is how much later a client's last check-in must be
+	// than its host's recorded last seen to be recorded (default 1 hour):
+	// clients check in every minute, and each record is an event.
+	SeenResolution time.Duration
 	Log   *slog.Logger
 }
 
@@ -113,7 +120,12 @@ func (s *Sync) Tenant(ctx context.Context, tenant domain.TenantID) (SyncReport, 
 	}
 	meta := eventstore.Metadata{Actor: syncActor, ActorType: "system"}
 	for _, c := range clients {
-		res, err := s.Hosts.SyncHost(ctx, HostReport(tenant, c, meta))
+		report := HostReport(tenant, c, meta)
+		report.SeenResolution = s.SeenResolution
+		if report.SeenResolution <= 0 {
+			report.SeenResolution = DefaultSeenResolution
+		}
+		res, err := s.Hosts.SyncHost(ctx, report)
 		if err != nil {
 			var de *domain.Error
 			if errors.As(err, &de) {

@@ -313,6 +313,15 @@ func mxPrepQuarantined(c *mxCall) {
 	if done := c.fx.s.vrCollectionEnds(c.t, c.fx.w.admin.token, col); done.Status != "completed" {
 		c.t.Fatalf("prep: quarantine %+v", done)
 	}
+	// The host records its quarantine just after the collection completes.
+	eventually(c.t, 30*time.Second, "the host's quarantine", func() bool {
+		var h struct {
+			Quarantine struct{ Status string } `json:"quarantine"`
+		}
+		r := c.fx.s.do(c.t, http.MethodGet, "/api/hosts/"+c.vars["freshEndpoint"], c.fx.w.admin.token, nil)
+		r.json(c.t, &h)
+		return h.Quarantine.Status == "quarantined"
+	})
 }
 
 // mxPrepVRConfig connects the caller's tenant (A for everyone but B's

@@ -155,11 +155,31 @@ func (w *Worker) fail(ctx context.Context, job commands.Job, err error) error {
 	}
 	switch job.Kind {
 	case commands.JobCollection:
+		w.unmarkQuarantine(ctx, job)
 		return w.Cmds.FailCollection(ctx, job.Tenant, job.ID, msg, nil)
 	case commands.JobHunt:
 		return w.Cmds.FailHunt(ctx, job.Tenant, job.ID, msg)
 	}
 	return err
+}
+
+// unmarkQuarantine takes the quarantine label off the client of a failing
+// quarantine collection, if the server can be reached: a host that is not
+// isolated must not look so. It is best effort; the failure is recorded
+// either way.
+func (w *Worker) unmarkQuarantine(ctx context.Context, job commands.Job) {
+	c, err := w.Cmds.Collection(ctx, job.Tenant, job.ID)
+	if err != nil || c.Purpose != dvr.PurposeQuarantine {
+		return
+	}
+	org, err := w.Conns.Org(ctx, job.Tenant)
+	if err == nil {
+		err = org.Label(ctx, c.ClientID, []string{QuarantineLabel}, "remove")
+	}
+	if err != nil {
+		w.log().WarnContext(ctx, "velociraptor: cannot take the quarantine label off a client whose quarantine failed",
+			slog.String("collection", c.ID), slog.String("client_id", c.ClientID), slog.String("error", err.Error()))
+	}
 }
 
 // lasting reports whether err will not pass by trying again: the request or

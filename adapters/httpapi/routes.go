@@ -84,7 +84,7 @@ func (s *Server) identityRoutes(g prometheus.Gatherer) []op {
 		{method: http.MethodGet, path: "/", summary: "Service banner", tag: "meta", access: public, resp: rootResponse{}, handler: s.root},
 		{method: http.MethodGet, path: "/health", summary: "Liveness: the process serves HTTP", tag: "meta", access: public, resp: healthResponse{}, handler: s.health},
 		{method: http.MethodGet, path: "/ready", summary: "Readiness: PostgreSQL and Kafka reachable", tag: "meta", access: public, resp: readyResponse{}, handler: s.ready},
-		{method: http.MethodGet, path: "/metrics", summary: "Prometheus metrics", tag: "meta", access: public, raw: "text/plain", handler: metricsHandler(g)},
+		{method: http.MethodGet, path: "/metrics", summary: "Prometheus metrics (a bearer token when the server sets VC_METRICS_TOKEN)", tag: "meta", access: public, raw: "text/plain", handler: metricsHandler(g, s.cfg.MetricsToken)},
 		{method: http.MethodGet, path: "/openapi.json", summary: "This OpenAPI document", tag: "meta", access: public, raw: "application/json", handler: s.openapi},
 		{method: http.MethodGet, path: "/docs", summary: "Interactive API documentation", tag: "meta", access: public, raw: "text/html", handler: s.docs},
 

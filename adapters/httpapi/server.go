@@ -8,6 +8,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -26,6 +28,9 @@ type Config struct {
 	MaxBodyBytes   int64
 	ReadWait       time.Duration // longest wait for a read model to reach min_position
 	Version        string
+	// MetricsToken, when set, is the bearer token GET /metrics asks for;
+	// without it the metrics are public.
+	MetricsToken string
 }
 
 // Checker reports whether a dependency is ready; it is used by /ready.
@@ -163,7 +168,20 @@ func (s *Server) openapi(c *gin.Context) {
 	c.Data(http.StatusOK, "application/json", s.spec)
 }
 
-func metricsHandler(g prometheus.Gatherer) gin.HandlerFunc {
+// metricsHandler serves g's metrics, to callers that present token as a
+// bearer token when token is set.
+func metricsHandler(g prometheus.Gatherer, token string) gin.HandlerFunc {
 	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{})
-	return gin.WrapH(h)
+	want := sha256.Sum256([]byte("Bearer " + token))
+	return func(c *gin.Context) {
+		if token != "" {
+			got := sha256.Sum256([]byte(c.GetHeader("Authorization")))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				c.Header("WWW-Authenticate", `Bearer realm="metrics"`)
+				abortJSON(c, http.StatusUnauthorized, "metrics_token_required", "the metrics need the scrape token: Authorization: Bearer <token>")
+				return
+			}
+		}
+		h.ServeHTTP(c.Writer, c.Request)
+	}
 }

@@ -71,6 +71,8 @@ type config struct {
 	VRSyncInterval    time.Duration
 	VRPoll            time.Duration
 	VRAllowedNetworks []netip.Prefix
+	// MetricsToken guards GET /metrics when set.
+	MetricsToken string
 }
 
 // embeddedKafka reports whether the server runs its own in-process broker.
@@ -202,6 +204,7 @@ func settings(c *config) []setting {
 		}},
 		{"siem-dead-letter-topic", "", "Kafka topic of events a SIEM destination gave up on; empty uses the events topic's poison topic (<topic>.poison)", str(&c.SIEMDeadLetterTopic)},
 		{"siem-refresh", "10s", "how often the forwarders pick up added, changed and removed SIEM destinations", dur(&c.SIEMRefresh)},
+		{"metrics-token", "", "bearer token that GET /metrics asks for; empty serves the metrics to anyone", str(&c.MetricsToken)},
 		{"velociraptor-jobs", "true", "run the Velociraptor process manager and client sync (one replica at a time leads them)", boolean(&c.VRJobs)},
 		{"velociraptor-sync-interval", "5m", "how often each tenant's Velociraptor clients are synced into its hosts", dur(&c.VRSyncInterval)},
 		{"velociraptor-poll", "5s", "how often requested and running Velociraptor collections and hunts are looked at", dur(&c.VRPoll)},

@@ -158,6 +158,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		ReadWait:       cfg.ReadWait,
 		Version:        version,
+		MetricsToken:   cfg.MetricsToken,
 	}, httpapi.Deps{
 		Commands:  handler,
 		Reads:     db.app,

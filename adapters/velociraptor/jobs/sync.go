@@ -42,7 +42,7 @@ type Sync struct {
 	// than its host's recorded last seen to be recorded (default 1 hour):
 	// clients check in every minute, and each record is an event.
 	SeenResolution time.Duration
-	Log   *slog.Logger
+	Log            *slog.Logger
 }
 
 func (s *Sync) log() *slog.Logger {

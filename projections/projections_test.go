@@ -266,6 +266,32 @@ func TestWaitFor(t *testing.T) {
 		t.Errorf("WaitFor gave up after %v, want about 50ms", el)
 	}
 
+	// A later write applied before an earlier one of another stream of the
+	// tenant is not caught up yet; another tenant's earlier write does not
+	// count.
+	first := w.ping(t, "tenant-a", "s-2", 1)
+	w.ping(t, "tenant-b", "s-9", 1)
+	second := w.ping(t, "tenant-a", "s-3", 1)
+	markSeen := func(r eventstore.AppendResult, tenant string) {
+		t.Helper()
+		if _, err := w.db.Owner.Exec(ctx, `INSERT INTO projector_seen (projector, position, event_id, tenant_id)
+			VALUES ($1, $2, gen_random_uuid(), $3)`, c.Name(), r.Position, tenant); err != nil {
+			t.Fatal(err)
+		}
+	}
+	markSeen(res, "tenant-a")
+	markSeen(second, "tenant-a")
+	if err := projections.WaitFor(ctx, w.db.App, c.Name(), "tenant-a", second.Position, 20*time.Millisecond); !errors.Is(err, projections.ErrNotCaughtUp) {
+		t.Fatalf("WaitFor with an earlier write of the tenant not applied: %v, want ErrNotCaughtUp", err)
+	}
+	markSeen(first, "tenant-a")
+	if err := projections.WaitFor(ctx, w.db.App, c.Name(), "tenant-a", second.Position, time.Second); err != nil {
+		t.Fatalf("WaitFor with the tenant's earlier writes applied: %v", err)
+	}
+	if _, err := w.db.Owner.Exec(ctx, `DELETE FROM projector_seen WHERE projector = $1`, c.Name()); err != nil {
+		t.Fatal(err)
+	}
+
 	w.startRelay(t, fastRelay)
 	w.startRunner(t, c)
 	res = w.ping(t, "tenant-a", "s-1", 8)

@@ -23,8 +23,18 @@ const (
 	waitMax   = 25 * time.Millisecond
 )
 
+// recentWindow is how many global positions before the awaited one WaitFor
+// also waits for (those of the tenant).
+const recentWindow = 5000
+
 // WaitFor gives read-your-writes: it returns nil once projector has applied
-// the event at position (an event of tenant), or ErrNotCaughtUp after max.
+// the event at position (an event of tenant) and the tenant's events just
+// before it, or ErrNotCaughtUp after max. The projector consumes Kafka
+// partitions in parallel, so a later write can be applied before an earlier
+// one of another stream: a client that deleted one artifact and then added
+// another, and waits for the add, must not see the deleted one. "Just
+// before" is the last recentWindow positions: older events were applied
+// long ago in practice, and the check stays one short index scan.
 // Position 0 (or less) returns nil at once. pool may be the app pool: the
 // check runs scoped to tenant, so a tenant can only wait for its own events.
 func WaitFor(ctx context.Context, pool *pgxpool.Pool, projector string, tenant domain.TenantID, position int64, max time.Duration) error {
@@ -61,13 +71,18 @@ func WaitFor(ctx context.Context, pool *pgxpool.Pool, projector string, tenant d
 	}
 }
 
-// seen reports whether projector_seen has (projector, position) for tenant.
+// seen reports whether projector_seen has (projector, position) for tenant,
+// and every position of tenant's events in the recentWindow before it.
 // Both statements go in one round trip, which Postgres runs as one implicit
 // transaction, so the transaction-local tenant applies to the query.
 func seen(ctx context.Context, pool *pgxpool.Pool, projector string, tenant domain.TenantID, position int64) (bool, error) {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT set_config('app.tenant_id', $1::text, true)`, string(tenant))
-	b.Queue(`SELECT EXISTS (SELECT 1 FROM projector_seen WHERE projector = $1 AND position = $2)`, projector, position)
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM projector_seen WHERE projector = $1 AND position = $2)
+		AND NOT EXISTS (SELECT 1 FROM events e
+			WHERE e.position < $2 AND e.position >= $2 - $4::bigint AND e.tenant_id = $3
+				AND NOT EXISTS (SELECT 1 FROM projector_seen s WHERE s.projector = $1 AND s.position = e.position))`,
+		projector, position, string(tenant), recentWindow)
 	br := pool.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {

@@ -234,8 +234,8 @@ type SyncHost struct {
 	// once it is at least this much later than the one recorded: a client
 	// checking in every minute does not append an event at every sync.
 	SeenResolution time.Duration
-	By                  domain.UserID
-	Meta                eventstore.Metadata
+	By             domain.UserID
+	Meta           eventstore.Metadata
 }
 
 // SyncResult is the outcome of SyncHost.

@@ -73,6 +73,9 @@ type config struct {
 	VRAllowedNetworks []netip.Prefix
 	// MetricsToken guards GET /metrics when set.
 	MetricsToken string
+	// Maintenance: pruning what expired (maintain.go).
+	MaintenanceInterval    time.Duration
+	ProjectorSeenRetention time.Duration
 }
 
 // embeddedKafka reports whether the server runs its own in-process broker.
@@ -209,6 +212,8 @@ func settings(c *config) []setting {
 		{"velociraptor-sync-interval", "5m", "how often each tenant's Velociraptor clients are synced into its hosts", dur(&c.VRSyncInterval)},
 		{"velociraptor-poll", "5s", "how often requested and running Velociraptor collections and hunts are looked at", dur(&c.VRPoll)},
 		{"velociraptor-allowed-networks", "", "comma-separated private CIDRs that tenants' Velociraptor servers may be reached at (others are refused)", networks(&c.VRAllowedNetworks)},
+		{"maintenance-interval", "1h", "how often one replica deletes ended sessions, spent tokens and stale throttle counters past their retention; 0 turns it off", durOrOff(&c.MaintenanceInterval)},
+		{"projector-seen-retention", "0", "delete projector_seen rows applied longer ago than this; must exceed the events topic's retention.ms; 0 keeps them all (a topic that keeps its records forever)", durOrOff(&c.ProjectorSeenRetention)},
 	}
 }
 

@@ -1,5 +1,5 @@
 // Command velocicompanion is the VelociCompanion server and its operator tasks:
-// serve, migrate, replay, verify and admin. main only parses the command line
+// serve, migrate, replay, verify, maintain and admin. main only parses the command line
 // and calls run; all wiring is in this package, in plain sight.
 package main
 
@@ -35,6 +35,7 @@ commands:
   migrate                        create or upgrade the database schema and exit
   replay --projection NAME       rebuild a read model from the event store and swap it in
   verify [--tenant T]            check the hash chains of the event store
+  maintain                       delete what expired beyond its retention, once, and print what went
   admin create-platform-admin --username U
                                  create a platform administrator; the password is read from stdin
   version                        print the version
@@ -80,6 +81,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return err
 		}
 		return verify(ctx, cfg, *tenant, stdout)
+	case "maintain":
+		cfg, err := loadConfig(fs, args)
+		if err != nil {
+			return err
+		}
+		return maintain(ctx, cfg, stdout)
 	case "admin":
 		if len(args) == 0 || args[0] != "create-platform-admin" {
 			fs.Usage()

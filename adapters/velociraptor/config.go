@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 
 	"velocicompanion/domain"
 )
@@ -91,9 +93,19 @@ func ParseAPIClient(data []byte, now time.Time) (APIClient, error) {
 	if len(data) > maxConfigSize {
 		return APIClient{}, invalid("the api_client configuration is larger than %d KiB", maxConfigSize>>10)
 	}
-	var f apiClientFile
 	// The parser's own error quotes the input, which may be the private key:
 	// it is deliberately not passed on.
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return APIClient{}, invalid("the api_client configuration is not valid YAML: expected the output of `velociraptor config api_client`")
+	}
+	// Aliases are expanded when decoding: a few hundred bytes of nested
+	// aliases ("billion laughs") would take all the server's memory. The
+	// file Velociraptor writes has none.
+	if len(ast.FilterFile(ast.AnchorType, file)) > 0 || len(ast.FilterFile(ast.AliasType, file)) > 0 {
+		return APIClient{}, invalid("the api_client configuration may not use YAML anchors or aliases")
+	}
+	var f apiClientFile
 	if err := yaml.Unmarshal(data, &f); err != nil {
 		return APIClient{}, invalid("the api_client configuration is not valid YAML: expected the output of `velociraptor config api_client`")
 	}

@@ -449,6 +449,26 @@ func (v *Velociraptor) updateCollection(ctx context.Context, tenant domain.Tenan
 	return st, res, err
 }
 
+// RecordedFlows returns the flow ids that tenant's collections from clientID
+// recorded as theirs, so that a flow found again after a crash is bound to
+// one collection only.
+func (v *Velociraptor) RecordedFlows(ctx context.Context, tenant domain.TenantID, clientID string) (map[string]bool, error) {
+	rows, err := v.h.pool.Query(ctx, `SELECT summary->>'flow_id' FROM velociraptor_collections
+		WHERE tenant_id = $1 AND client_id = $2 AND coalesce(summary->>'flow_id', '') <> ''`, string(tenant), clientID)
+	if err != nil {
+		return nil, fmt.Errorf("recorded flows of %s: %w", clientID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("recorded flows of %s: %w", clientID, err)
+	}
+	taken := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		taken[id] = true
+	}
+	return taken, nil
+}
+
 // SourceRows are the result rows of one artifact source ("Name" or
 // "Name/Source").
 type SourceRows struct {

@@ -28,6 +28,10 @@ import (
 const (
 	// MaxReceiveSize bounds one VQLResponse part; result parts can be large.
 	MaxReceiveSize = 64 << 20
+	// MaxAnswerSize bounds all the parts of one query's answer together.
+	MaxAnswerSize = 512 << 20
+	// maxProblems bounds the error lines kept from one answer.
+	maxProblems = 20
 	// DefaultTimeout bounds a query whose context has no deadline.
 	DefaultTimeout = 2 * time.Minute
 	// rowsPerPart asks the server to send at most this many rows per part.
@@ -46,6 +50,7 @@ const (
 	CodePermissionDenied = "velociraptor_permission_denied"
 	CodeQueryFailed      = "velociraptor_query_failed"
 	CodeBadResponse      = "velociraptor_bad_response"
+	CodeTooLarge         = "velociraptor_answer_too_large"
 )
 
 // Client is one gRPC connection to a Velociraptor server, authenticated both
@@ -54,6 +59,9 @@ type Client struct {
 	conn    *grpc.ClientConn
 	api     proto.APIClient
 	address string
+	// principal is the name Velociraptor knows this identity by (the client
+	// certificate's common name): the creator of the flows it starts.
+	principal string
 }
 
 // Dial prepares a connection to a's server; it connects lazily, on the first
@@ -91,7 +99,7 @@ func Dial(a APIClient, opts ...DialOption) (*Client, error) {
 	if err != nil {
 		return nil, domain.Unavailable(CodeUnreachable, "cannot prepare a connection to Velociraptor at %s", a.address)
 	}
-	return &Client{conn: conn, api: proto.NewAPIClient(conn), address: a.address}, nil
+	return &Client{conn: conn, api: proto.NewAPIClient(conn), address: a.address, principal: a.leaf.Subject.CommonName}, nil
 }
 
 // DialOption changes how Dial connects.
@@ -142,6 +150,9 @@ func (e *VQLError) Unwrap() error { return e.err }
 var errorMarkers = []string{
 	"VQL Error:", "Unknown artifact", "not known in this org", "PermissionDenied", "Permission denied",
 	"permission denied", "Error:", "ERROR:",
+	// vfilter's argument parser, which plugins and functions log as
+	// "name: Unexpected arg x" or "name: Field x is required".
+	"Unexpected arg", " is required",
 }
 
 func isErrorLog(line string) bool {
@@ -215,6 +226,7 @@ func (o Org) query(ctx context.Context, name, vql string, env map[string]string)
 	var (
 		rows     []json.RawMessage
 		problems []string
+		size     int
 	)
 	for {
 		part, err := stream.Recv()
@@ -224,12 +236,16 @@ func (o Org) query(ctx context.Context, name, vql string, env map[string]string)
 		if err != nil {
 			return nil, o.client.callError(ctx, err)
 		}
-		if line := strings.TrimSpace(part.GetLog()); line != "" && isErrorLog(line) {
+		if line := strings.TrimSpace(part.GetLog()); line != "" && isErrorLog(line) && len(problems) < maxProblems {
 			problems = append(problems, line)
 		}
 		text := strings.TrimSpace(part.GetResponse())
 		if text == "" || text == "[]" {
 			continue
+		}
+		// A server that never stops answering must not take all memory.
+		if size += len(text); size > MaxAnswerSize {
+			return nil, domain.Upstream(CodeTooLarge, "Velociraptor's answer to %s is larger than %d MiB", name, MaxAnswerSize>>20)
 		}
 		var partRows []json.RawMessage
 		if err := json.Unmarshal([]byte(text), &partRows); err != nil {

@@ -178,15 +178,22 @@ func TestClients(t *testing.T) {
 		t.Fatalf("client = %s\nwant     %s", gotJSON, wantJSON)
 	}
 
-	t.Run("search and limit travel in env", func(t *testing.T) {
-		got, err := org.Clients(ctx, "srv", 1)
+	t.Run("search travels in env, the limit is applied here", func(t *testing.T) {
+		got, err := org.Clients(ctx, "srv", 5)
 		if err != nil || len(got) != 1 || got[0].ClientID != clientB {
 			t.Fatalf("Clients(srv) = %+v, %v", got, err)
 		}
 		calls := fake.Calls()
 		last := calls[len(calls)-1]
-		if last.Env["Search"] != "srv" || last.Env["Limit"] != "1" {
-			t.Fatalf("env = %v", last.Env)
+		// clients() takes no count: the statement caps the answer with a
+		// literal LIMIT and Clients cuts it to the caller's limit.
+		if last.Env["Search"] != "srv" || len(last.Env) != 1 || !strings.HasSuffix(last.VQL, " LIMIT 10000") ||
+			strings.Contains(last.VQL, "count=") {
+			t.Fatalf("call = %q %v", last.VQL, last.Env)
+		}
+		got, err = org.Clients(ctx, "", 1)
+		if err != nil || len(got) != 1 || got[0].ClientID != clientA {
+			t.Fatalf("Clients(limit 1) = %+v, %v, want the first client only", got, err)
 		}
 	})
 
@@ -239,11 +246,11 @@ func TestVQLErrors(t *testing.T) {
 		message string
 	}{
 		{"unknown artifact", func() error {
-			_, err := root.Collect(ctx, clientA, []string{"Custom.Does.Not.Exist"}, nil, "m-1")
+			_, err := root.Collect(ctx, clientA, []string{"Custom.Does.Not.Exist"}, nil)
 			return err
 		}, domain.KindInvalid, velociraptor.CodeUnknownArtifact, "Unknown artifact Custom.Does.Not.Exist"},
 		{"client of another org", func() error {
-			_, err := o1.Collect(ctx, clientA, []string{"Generic.Client.Info"}, nil, "m-2")
+			_, err := o1.Collect(ctx, clientA, []string{"Generic.Client.Info"}, nil)
 			return err
 		}, domain.KindNotFound, velociraptor.CodeNotFound, "not known in this org"},
 		{"label a client of another org", func() error {
@@ -297,21 +304,22 @@ func TestHostileValues(t *testing.T) {
 		checks := []func() error{
 			func() error { _, err := org.Client(ctx, "C.0000000000000001"+injection); return err },
 			func() error {
-				_, err := org.Collect(ctx, clientA, []string{"Generic.Client.Info" + injection}, nil, "m")
+				_, err := org.Collect(ctx, clientA, []string{"Generic.Client.Info" + injection}, nil)
 				return err
 			},
 			func() error {
-				_, err := org.Collect(ctx, clientA, []string{"Generic.Client.Info"}, nil, "m"+injection)
+				_, _, err := org.FindFlow(ctx, clientA, velociraptor.FlowMatch{Artifacts: []string{"Generic.Client.Info" + injection}})
 				return err
 			},
 			func() error {
-				_, err := org.Collect(ctx, clientA, []string{"Generic.Client.Info"}, map[string]string{"x" + injection: "1"}, "m")
+				_, err := org.Collect(ctx, clientA, []string{"Generic.Client.Info"}, map[string]string{"x" + injection: "1"})
 				return err
 			},
 			func() error {
-				_, err := org.Collect(ctx, clientA, []string{"Generic.Client.Info"}, map[string]string{velociraptor.MarkerKey: "m2"}, "m")
+				_, err := org.CreateHunt(ctx, velociraptor.HuntSpec{Artifacts: []string{"Generic.Client.Info"}, Marker: "h" + injection})
 				return err
 			},
+			func() error { _, _, err := org.FindHunt(ctx, "h"+injection); return err },
 			func() error {
 				_, err := org.FlowResults(ctx, clientA, "F.ABC", "Generic.Client.Info"+injection)
 				return err
@@ -339,7 +347,8 @@ func TestHostileValues(t *testing.T) {
 		if err != nil || len(got) != 0 {
 			t.Fatalf("Clients(injection) = %+v, %v, want no client", got, err)
 		}
-		flowID, err := org.Collect(ctx, clientA, []string{"Generic.Client.Info"}, map[string]string{"Path": injection}, "m-env")
+		asked := time.Now()
+		flowID, err := org.Collect(ctx, clientA, []string{"Generic.Client.Info"}, map[string]string{"Path": injection})
 		if err != nil {
 			t.Fatalf("Collect: %v", err)
 		}
@@ -353,7 +362,9 @@ func TestHostileValues(t *testing.T) {
 		if !slices.Contains(fake.Labels("", clientA), injection) {
 			t.Fatalf("labels = %v, want the literal value", fake.Labels("", clientA))
 		}
-		found, ok, err := org.FindFlow(ctx, clientA, "m-env")
+		found, ok, err := org.FindFlow(ctx, clientA, velociraptor.FlowMatch{
+			Artifacts: []string{"Generic.Client.Info"}, Params: map[string]string{"Path": injection}, Since: asked,
+		})
 		if err != nil || !ok || found != flowID {
 			t.Fatalf("FindFlow = %q %v %v, want %q", found, ok, err, flowID)
 		}
@@ -379,22 +390,24 @@ func TestHostileValues(t *testing.T) {
 func TestCollection(t *testing.T) {
 	fake := fleet(t)
 	fake.FinishAfterPolls(2)
+	fake.DeclareParameters("Generic.Client.Info", "Verbose")
 	org := connect(t, fake, time.Now()).Org("")
 	ctx := testCtx(t)
-	const marker = "0197a0c2-7d1e-7c3a-9f00-000000000001"
+	asked := time.Now()
+	match := velociraptor.FlowMatch{Artifacts: []string{"Generic.Client.Info"}, Params: map[string]string{"Verbose": "Y"}, Since: asked}
 
 	// A worker looks for the flow before starting it, so that a crash after
 	// Collect and before recording the flow id does not start a second one.
 	schedule := func() string {
 		t.Helper()
-		id, found, err := org.FindFlow(ctx, clientA, marker)
+		id, found, err := org.FindFlow(ctx, clientA, match)
 		if err != nil {
 			t.Fatalf("FindFlow: %v", err)
 		}
 		if found {
 			return id
 		}
-		id, err = org.Collect(ctx, clientA, []string{"Generic.Client.Info"}, map[string]string{"Verbose": "Y"}, marker)
+		id, err = org.Collect(ctx, clientA, []string{"Generic.Client.Info"}, map[string]string{"Verbose": "Y"})
 		if err != nil {
 			t.Fatalf("Collect: %v", err)
 		}
@@ -407,15 +420,27 @@ func TestCollection(t *testing.T) {
 	if flows := fake.Flows("", clientA); !slices.Equal(flows, []string{flowID}) {
 		t.Fatalf("flows = %v, want only %s", flows, flowID)
 	}
-	if _, found, err := org.FindFlow(ctx, clientA, "another-marker"); err != nil || found {
-		t.Fatalf("FindFlow(another) = %v, %v; want not found", found, err)
+	// Another collection is not this one: other parameters (as recorded),
+	// other artifacts, asked for after the flow started, or started by
+	// another identity.
+	other := connect(t, fake, time.Now(), vrfake.Name("another-identity")).Org("")
+	for name, m := range map[string]velociraptor.FlowMatch{
+		"other parameters": {Artifacts: match.Artifacts, Params: map[string]string{"Verbose": "N"}, Since: asked},
+		"other artifacts":  {Artifacts: []string{"Generic.Client.Info", "Generic.System.Pstree"}, Params: match.Params, Since: asked},
+		"asked later":      {Artifacts: match.Artifacts, Params: match.Params, Since: time.Now().Add(time.Minute)},
+	} {
+		if _, found, err := org.FindFlow(ctx, clientA, m); err != nil || found {
+			t.Fatalf("FindFlow(%s) = %v, %v; want not found", name, found, err)
+		}
+	}
+	if _, found, err := other.FindFlow(ctx, clientA, match); err != nil || found {
+		t.Fatalf("FindFlow(another identity) = %v, %v; want not found", found, err)
 	}
 	for _, c := range fake.Calls() {
 		if c.Name == velociraptor.StmtCollect {
 			var env map[string]string
-			if err := json.Unmarshal([]byte(c.Env["CollectEnv"]), &env); err != nil ||
-				env[velociraptor.MarkerKey] != marker || env["Verbose"] != "Y" {
-				t.Fatalf("CollectEnv = %q, want the marker and the parameters", c.Env["CollectEnv"])
+			if err := json.Unmarshal([]byte(c.Env["CollectEnv"]), &env); err != nil || len(env) != 1 || env["Verbose"] != "Y" {
+				t.Fatalf("CollectEnv = %q, want the parameters only", c.Env["CollectEnv"])
 			}
 			if c.Env["ClientId"] != clientA || c.Env["Artifacts"] != `["Generic.Client.Info"]` {
 				t.Fatalf("collect env = %v", c.Env)
@@ -480,7 +505,7 @@ func TestFailedAndCancelledFlows(t *testing.T) {
 	org := connect(t, fake, time.Now()).Org("")
 	ctx := testCtx(t)
 
-	failed, err := org.Collect(ctx, clientA, []string{"Windows.Remediation.Quarantine"}, map[string]string{"MessageBox": "Isolated"}, "q-1")
+	failed, err := org.Collect(ctx, clientA, []string{"Windows.Remediation.Quarantine"}, map[string]string{"MessageBox": "Isolated"})
 	if err != nil {
 		t.Fatalf("Collect: %v", err)
 	}
@@ -497,7 +522,7 @@ func TestFailedAndCancelledFlows(t *testing.T) {
 	}
 
 	fake.FinishAfterPolls(10)
-	running, err := org.Collect(ctx, clientB, []string{"Generic.Client.Info"}, nil, "c-2")
+	running, err := org.Collect(ctx, clientB, []string{"Generic.Client.Info"}, nil)
 	if err != nil {
 		t.Fatalf("Collect: %v", err)
 	}
@@ -512,11 +537,11 @@ func TestFailedAndCancelledFlows(t *testing.T) {
 	// A held artifact's flows run until released or cancelled.
 	fake.FinishAfterPolls(0)
 	fake.HoldArtifact("Custom.Held")
-	held, err := org.Collect(ctx, clientB, []string{"Custom.Held"}, nil, "c-3")
+	held, err := org.Collect(ctx, clientB, []string{"Custom.Held"}, nil)
 	if err != nil {
 		t.Fatalf("Collect: %v", err)
 	}
-	released, err := org.Collect(ctx, clientB, []string{"Custom.Held"}, nil, "c-4")
+	released, err := org.Collect(ctx, clientB, []string{"Custom.Held"}, nil)
 	if err != nil {
 		t.Fatalf("Collect: %v", err)
 	}
@@ -562,7 +587,8 @@ func TestHuntLifecycle(t *testing.T) {
 		if c.Name != velociraptor.StmtCreateHunt {
 			continue
 		}
-		if c.Env["Tags"] != `["`+velociraptor.HuntTagPrefix+marker+`"]` || c.Env["IncludeLabels"] != `["Finance"]` ||
+		_, hasTags := c.Env["Tags"]
+		if c.Env["Description"] != "Who is logged on [VelociCompanion "+marker+"]" || hasTags || c.Env["IncludeLabels"] != `["Finance"]` ||
 			c.Env["Spec"] != `{"Generic.Client.Info":{"Verbose":"Y"}}` || c.Env["OS"] != "" {
 			t.Fatalf("hunt env = %v", c.Env)
 		}

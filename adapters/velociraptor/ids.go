@@ -93,9 +93,6 @@ func checkParams(params map[string]string) error {
 			return domain.Invalid("velociraptor_parameter_invalid",
 				"a parameter name is letters, digits and '_', not starting with a digit, at most 100 characters")
 		}
-		if k == MarkerKey {
-			return domain.Invalid("velociraptor_parameter_invalid", "the parameter name %s is reserved", MarkerKey)
-		}
 		if len(v) > maxParamValue {
 			return domain.Invalid("velociraptor_parameter_invalid", "the value of parameter %s is longer than %d KiB", k, maxParamValue>>10)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"velocicompanion/domain"
@@ -91,12 +92,15 @@ func (o Org) Clients(ctx context.Context, search string, limit int) ([]ClientInf
 		limit = DefaultClientsLimit
 	}
 	limit = min(limit, MaxClientsLimit)
-	rows, err := o.run(ctx, StmtClients, map[string]string{"Search": search, "Limit": strconv.Itoa(limit)})
+	rows, err := o.run(ctx, StmtClients, map[string]string{"Search": search})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ClientInfo, 0, len(rows))
+	out := make([]ClientInfo, 0, min(len(rows), limit))
 	for _, raw := range rows {
+		if len(out) == limit {
+			break
+		}
 		var r clientRow
 		if err := json.Unmarshal(raw, &r); err != nil || r.ClientID == "" {
 			continue // not a client row
@@ -125,10 +129,10 @@ func (o Org) Client(ctx context.Context, clientID string) (ClientInfo, error) {
 }
 
 // Collect starts a collection of artifacts on the client, with params for the
-// artifacts, and returns its flow id. marker (VelociCompanion's collection id)
-// travels in the flow's env under MarkerKey so that FindFlow finds the flow
-// again.
-func (o Org) Collect(ctx context.Context, clientID string, artifacts []string, params map[string]string, marker string) (string, error) {
+// artifacts, and returns its flow id. Velociraptor keeps, of params, only the
+// ones each artifact declares, and no other text of ours: FindFlow finds the
+// flow again by what it collects, who started it and when.
+func (o Org) Collect(ctx context.Context, clientID string, artifacts []string, params map[string]string) (string, error) {
 	if err := CheckClientID(clientID); err != nil {
 		return "", err
 	}
@@ -138,14 +142,10 @@ func (o Org) Collect(ctx context.Context, clientID string, artifacts []string, p
 	if err := checkParams(params); err != nil {
 		return "", err
 	}
-	if err := checkMarker(marker); err != nil {
-		return "", err
-	}
-	env := make(map[string]string, len(params)+1)
+	env := make(map[string]string, len(params))
 	for k, v := range params {
 		env[k] = v
 	}
-	env[MarkerKey] = marker
 	rows, err := o.run(ctx, StmtCollect, map[string]string{
 		"ClientId": clientID, "Artifacts": jsonString(artifacts), "CollectEnv": jsonString(env),
 	})
@@ -166,23 +166,46 @@ func (o Org) Collect(ctx context.Context, clientID string, artifacts []string, p
 	return r.Collection.FlowID, nil
 }
 
-// FindFlow looks for the client's flow whose env carries marker, the one a
-// previous Collect with the same marker started.
-func (o Org) FindFlow(ctx context.Context, clientID, marker string) (string, bool, error) {
+// FlowMatch tells FindFlow which flow a previous Collect started.
+// Velociraptor keeps no text of the caller with a collection (collect_client
+// records, of its env, only the parameters the artifacts declare), so the flow
+// is recognised by what it collects, who started it and when.
+type FlowMatch struct {
+	Artifacts []string          // exactly the artifacts given to Collect, in order
+	Params    map[string]string // the params given to Collect; those Velociraptor recorded must be equal
+	Since     time.Time         // when the collection was asked for: older flows are not its own
+	// Taken holds flows that other collections already recorded as theirs:
+	// they are never this one's.
+	Taken map[string]bool
+}
+
+// FindFlow looks for the client's flow that a previous Collect of m started
+// with this connection's identity, created at or after m.Since; the oldest one
+// when there are several. Two collections of the same artifacts and
+// parameters on the same client asked for at the same time cannot be told
+// apart: the caller must not start both before recording the first.
+func (o Org) FindFlow(ctx context.Context, clientID string, m FlowMatch) (string, bool, error) {
 	if err := CheckClientID(clientID); err != nil {
 		return "", false, err
 	}
-	if err := checkMarker(marker); err != nil {
+	if err := checkArtifacts(m.Artifacts); err != nil {
 		return "", false, err
 	}
 	rows, err := o.run(ctx, StmtFindFlow, map[string]string{"ClientId": clientID})
 	if err != nil {
 		return "", false, err
 	}
+	since := m.Since.UnixMicro()
+	var found string
+	var foundAt int64
 	for _, raw := range rows {
 		var r struct {
-			SessionID string `json:"session_id"`
-			Specs     []struct {
+			SessionID  string   `json:"session_id"`
+			CreateTime number   `json:"create_time"` // microseconds
+			Creator    string   `json:"creator"`
+			Artifacts  []string `json:"artifacts"`
+			Specs      []struct {
+				Artifact   string `json:"artifact"`
 				Parameters struct {
 					Env []struct {
 						Key   string `json:"key"`
@@ -191,36 +214,49 @@ func (o Org) FindFlow(ctx context.Context, clientID, marker string) (string, boo
 				} `json:"parameters"`
 			} `json:"specs"`
 		}
-		if json.Unmarshal(raw, &r) != nil || CheckFlowID(r.SessionID) != nil {
+		if json.Unmarshal(raw, &r) != nil || CheckFlowID(r.SessionID) != nil || m.Taken[r.SessionID] {
 			continue
 		}
+		created := int64(r.CreateTime)
+		if created < since || !slices.Equal(r.Artifacts, m.Artifacts) {
+			continue
+		}
+		if o.client.principal != "" && r.Creator != o.client.principal {
+			continue
+		}
+		same := true
 		for _, spec := range r.Specs {
 			for _, kv := range spec.Parameters.Env {
-				if kv.Key == MarkerKey && kv.Value == marker {
-					return r.SessionID, true, nil
+				if v, ok := m.Params[kv.Key]; !ok || v != kv.Value {
+					same = false
 				}
 			}
 		}
+		if same && (found == "" || created < foundAt) {
+			found, foundAt = r.SessionID, created
+		}
 	}
-	return "", false, nil
+	return found, found != "", nil
 }
 
 // Flow is the state of a collection.
 type Flow struct {
 	FlowID    string   `json:"flow_id"`
-	State     string   `json:"state"`  // UNSET RUNNING WAITING IN_PROGRESS UNRESPONSIVE FINISHED ERROR CANCELLED
+	State     string   `json:"state"`  // UNSET RUNNING WAITING IN_PROGRESS UNRESPONSIVE FINISHED ERROR
 	Status    string   `json:"status"` // error text
 	TotalRows int64    `json:"total_rows"`
 	Sources   []string `json:"sources"` // artifacts_with_results: "Name" or "Name/Source"
 }
 
-// Done reports whether the flow has ended: FINISHED, ERROR or CANCELLED
-// (only FINISHED is a success).
+// Done reports whether the flow has ended: FINISHED or ERROR (only FINISHED
+// is a success; a cancelled flow ends in ERROR).
 func (f Flow) Done() bool {
-	return f.State == "FINISHED" || f.State == "ERROR" || f.State == "CANCELLED"
+	return f.State == "FINISHED" || f.State == "ERROR"
 }
 
-var flowStates = []string{"UNSET", "RUNNING", "FINISHED", "ERROR", "ARCHIVED", "CANCELLED"}
+// flowStates are the names of ArtifactCollectorContext.State by number
+// (Velociraptor's VQL writes the names; the numbers are decoded too).
+var flowStates = []string{"UNSET", "RUNNING", "FINISHED", "ERROR", "IN_PROGRESS", "UNRESPONSIVE", "WAITING"}
 
 // Flow returns the state of the client's flow; NotFound when there is none.
 func (o Org) Flow(ctx context.Context, clientID, flowID string) (Flow, error) {
@@ -323,7 +359,7 @@ type HuntSpec struct {
 	ExcludeLabels []string
 	OS            string    // "", windows, linux, darwin
 	Expires       time.Time // zero: DefaultHuntExpiry from now
-	Marker        string    // VelociCompanion's hunt id, sent as the tag HuntTagPrefix+Marker
+	Marker        string    // VelociCompanion's hunt id, appended to the description as "[VelociCompanion <marker>]"
 }
 
 // DefaultHuntExpiry is how long a hunt without an expiry runs.
@@ -370,12 +406,15 @@ func (o Org) CreateHunt(ctx context.Context, s HuntSpec) (string, error) {
 		}
 		spec[a] = params
 	}
+	description := huntMark(s.Marker)
+	if s.Description != "" {
+		description = s.Description + " " + description
+	}
 	rows, err := o.run(ctx, StmtCreateHunt, map[string]string{
-		"Description":   s.Description,
+		"Description":   description,
 		"Artifacts":     jsonString(s.Artifacts),
 		"Spec":          jsonString(spec),
 		"Expires":       expires.UTC().Format(time.RFC3339),
-		"Tags":          jsonString([]string{HuntTagPrefix + s.Marker}),
 		"IncludeLabels": jsonString(nonNil(s.IncludeLabels)),
 		"ExcludeLabels": jsonString(nonNil(s.ExcludeLabels)),
 		"OS":            s.OS,
@@ -386,16 +425,12 @@ func (o Org) CreateHunt(ctx context.Context, s HuntSpec) (string, error) {
 	var r struct {
 		Hunt *struct {
 			HuntID string `json:"HuntId"`
-			Alt    string `json:"hunt_id"`
 		} `json:"Hunt"`
 	}
 	if len(rows) != 1 || json.Unmarshal(rows[0], &r) != nil || r.Hunt == nil {
 		return "", domain.Upstream(CodeQueryFailed, "Velociraptor did not start the hunt and gave no reason")
 	}
 	id := r.Hunt.HuntID
-	if id == "" {
-		id = r.Hunt.Alt
-	}
 	if err := CheckHuntID(id); err != nil {
 		return "", domain.Upstream(CodeBadResponse, "Velociraptor answered the hunt with an invalid hunt id")
 	}
@@ -409,8 +444,8 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// FindHunt looks for the org's hunt tagged with marker, the one a previous
-// CreateHunt with the same marker started.
+// FindHunt looks for the org's hunt whose description carries marker's mark,
+// the one a previous CreateHunt with the same marker started.
 func (o Org) FindHunt(ctx context.Context, marker string) (string, bool, error) {
 	if err := checkMarker(marker); err != nil {
 		return "", false, err
@@ -419,13 +454,13 @@ func (o Org) FindHunt(ctx context.Context, marker string) (string, bool, error) 
 	if err != nil {
 		return "", false, err
 	}
-	tag := HuntTagPrefix + marker
+	mark := huntMark(marker)
 	for _, raw := range rows {
 		var r struct {
-			HuntID string   `json:"hunt_id"`
-			Tags   []string `json:"tags"`
+			HuntID      string `json:"hunt_id"`
+			Description string `json:"hunt_description"`
 		}
-		if json.Unmarshal(raw, &r) == nil && CheckHuntID(r.HuntID) == nil && slices.Contains(r.Tags, tag) {
+		if json.Unmarshal(raw, &r) == nil && CheckHuntID(r.HuntID) == nil && strings.HasSuffix(r.Description, mark) {
 			return r.HuntID, true, nil
 		}
 	}
@@ -435,7 +470,7 @@ func (o Org) FindHunt(ctx context.Context, marker string) (string, bool, error) 
 // Hunt is the state of a hunt.
 type Hunt struct {
 	HuntID string `json:"hunt_id"`
-	State  string `json:"state"` // UNSET PAUSED RUNNING STOPPED ARCHIVED
+	State  string `json:"state"` // UNSET PAUSED RUNNING STOPPED ARCHIVED DELETED
 	// Artifacts are the hunt's result sources ("Name" or "Name/Source", from
 	// artifact_sources), or its artifact names when the server lists no sources:
 	// each is a valid source for HuntResults.
@@ -451,7 +486,8 @@ type HuntStats struct {
 	Errors      int64 `json:"errors"`       // total_clients_with_errors
 }
 
-var huntStates = []string{"UNSET", "PAUSED", "RUNNING", "STOPPED", "ARCHIVED"}
+// huntStates are the names of Hunt.State by number.
+var huntStates = []string{"UNSET", "PAUSED", "RUNNING", "STOPPED", "ARCHIVED", "DELETED"}
 
 // Hunt returns the state of the org's hunt; NotFound when there is none.
 func (o Org) Hunt(ctx context.Context, huntID string) (Hunt, error) {
@@ -469,11 +505,10 @@ func (o Org) Hunt(ctx context.Context, huntID string) (Hunt, error) {
 			Artifacts []string  `json:"artifacts"`
 			Sources   []string  `json:"artifact_sources"`
 			Stats     struct {
-				Scheduled      number  `json:"total_clients_scheduled"`
-				WithResults    number  `json:"total_clients_with_results"`
-				WithoutResults number  `json:"total_clients_without_results"`
-				Errors         number  `json:"total_clients_with_errors"`
-				Finished       *number `json:"total_finished_clients"`
+				Scheduled      number `json:"total_clients_scheduled"`
+				WithResults    number `json:"total_clients_with_results"`
+				WithoutResults number `json:"total_clients_without_results"`
+				Errors         number `json:"total_clients_with_errors"`
 			} `json:"stats"`
 		}
 		if json.Unmarshal(raw, &r) != nil || r.HuntID != huntID {
@@ -485,11 +520,7 @@ func (o Org) Hunt(ctx context.Context, huntID string) (Hunt, error) {
 		}
 		st := r.Stats
 		h.Stats = HuntStats{Scheduled: int64(st.Scheduled), WithResults: int64(st.WithResults), Errors: int64(st.Errors)}
-		if st.Finished != nil {
-			h.Stats.Completed = int64(*st.Finished)
-		} else {
-			h.Stats.Completed = int64(st.WithResults + st.WithoutResults + st.Errors)
-		}
+		h.Stats.Completed = int64(st.WithResults + st.WithoutResults + st.Errors)
 		if h.Stats.Scheduled > 0 {
 			h.Stats.Completed = min(h.Stats.Completed, h.Stats.Scheduled)
 		}

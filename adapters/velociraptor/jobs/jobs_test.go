@@ -216,7 +216,8 @@ func TestCollectionLifecycle(t *testing.T) {
 
 // TestCrashBetweenStartAndRecord starts the collection in Velociraptor as
 // the worker does and "crashes" before recording it: the next process finds
-// the flow by its marker and records it, and Velociraptor runs it once.
+// the flow (by its artifacts, parameters, creator and time) and records it,
+// and Velociraptor runs it once.
 func TestCrashBetweenStartAndRecord(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
@@ -225,7 +226,7 @@ func TestCrashBetweenStartAndRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	started, err := org.Collect(ctx, c.ClientID, c.Artifacts, c.Parameters, c.ID)
+	started, err := org.Collect(ctx, c.ClientID, c.Artifacts, c.Parameters)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +238,34 @@ func TestCrashBetweenStartAndRecord(t *testing.T) {
 	}
 	if flows := w.fake.Flows("", linClient); len(flows) != 1 {
 		t.Fatalf("Velociraptor ran the collection %d times: %v", len(flows), flows)
+	}
+}
+
+// TestCrashWithTwinCollections crashes after starting the first of two
+// identical collections: the flow found again is bound to one of them, and
+// the other gets a flow of its own.
+func TestCrashWithTwinCollections(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	first := w.collect(w.a, w.adminA, linClient, "Generic.Client.Info")
+	second := w.collect(w.a, w.adminA, linClient, "Generic.Client.Info")
+	org, err := w.conns.Org(ctx, w.a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, err := org.Collect(ctx, first.ClientID, first.Artifacts, first.Parameters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.restart()
+	w.settle(20)
+	a, b := w.collection(w.a, first.ID), w.collection(w.a, second.ID)
+	if a.Status != vr.StatusCompleted || b.Status != vr.StatusCompleted || a.FlowID == b.FlowID ||
+		(a.FlowID != started && b.FlowID != started) {
+		t.Fatalf("twins after the restart: %+v and %+v; the crash started %s", a, b, started)
+	}
+	if flows := w.fake.Flows("", linClient); len(flows) != 2 {
+		t.Fatalf("Velociraptor ran %d flows for two collections: %v", len(flows), flows)
 	}
 }
 
@@ -475,9 +504,9 @@ func TestCollectionCancel(t *testing.T) {
 	}
 
 	// Started, then a crash before it was recorded, then cancelled: the
-	// worker finds the flow by its marker and cancels it.
+	// worker finds the flow and cancels it.
 	crashed := w.collect(w.a, w.adminA, linClient, held)
-	started, err := org.Collect(ctx, crashed.ClientID, crashed.Artifacts, crashed.Parameters, crashed.ID)
+	started, err := org.Collect(ctx, crashed.ClientID, crashed.Artifacts, crashed.Parameters)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,10 @@ const QuarantineLabel = "Quarantine"
 // jobs that the commands recorded with their events, does the next step of
 // each against the tenant's Velociraptor server, and records the outcome as
 // events. Every step is safe to repeat: a collection or hunt is looked up by
-// its marker (our id) before it is started, so a crash between starting it
-// and recording that it started neither loses nor duplicates it.
+// what identifies it in Velociraptor (a hunt by the mark of our id in its
+// description, a collection by its artifacts, parameters, creator and time)
+// before it is started, so a crash between starting it and recording that it
+// started neither loses nor duplicates it.
 //
 // One worker runs per deployment (the caller holds the leader lock).
 type Worker struct {
@@ -209,7 +211,16 @@ func (w *Worker) collection(ctx context.Context, org velociraptor.Org, job comma
 	}
 	cancelling := job.State == commands.JobCancelling || c.CancelRequested
 	if c.FlowID == "" {
-		flowID, found, err := org.FindFlow(ctx, c.ClientID, c.ID)
+		// Velociraptor keeps no id of ours with a flow: a flow that a crash
+		// left unrecorded is recognised by what it collects, by whom and since
+		// when (see velociraptor.FlowMatch).
+		taken, err := w.Cmds.RecordedFlows(ctx, job.Tenant, c.ClientID)
+		if err != nil {
+			return err
+		}
+		flowID, found, err := org.FindFlow(ctx, c.ClientID, velociraptor.FlowMatch{
+			Artifacts: c.Artifacts, Params: c.Parameters, Since: c.CreatedAt, Taken: taken,
+		})
 		if err != nil {
 			return err
 		}
@@ -224,7 +235,7 @@ func (w *Worker) collection(ctx context.Context, org velociraptor.Org, job comma
 					return err
 				}
 			}
-			if flowID, err = org.Collect(ctx, c.ClientID, c.Artifacts, c.Parameters, c.ID); err != nil {
+			if flowID, err = org.Collect(ctx, c.ClientID, c.Artifacts, c.Parameters); err != nil {
 				return err
 			}
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -119,10 +118,11 @@ func send(stream grpc.ServerStreamingServer[proto.VQLResponse], req *proto.VQLRe
 }
 
 type query struct {
-	s   *Server
-	org *org
-	env map[string]string
-	cn  string
+	s     *Server
+	org   *org
+	orgID string
+	env   map[string]string
+	cn    string
 }
 
 // answer records the call and evaluates the statement; the rows it returns
@@ -147,12 +147,20 @@ func (s *Server) answer(cn, orgID string, req *proto.VQLRequest, env map[string]
 			return fail("", "VQL Error: Symbol %s not found", k), s.queryID
 		}
 	}
-	q := &query{s: s, org: o, env: env, cn: cn}
+	// Velociraptor's argument parser refuses an argument its plugin or
+	// function does not declare: the call logs why and yields nothing.
+	if line := checkCalls(st.VQL); line != "" {
+		return fail("", "%s", line), s.queryID
+	}
+	q := &query{s: s, org: o, orgID: orgID, env: env, cn: cn}
 	handler, ok := handlers[st.Name]
 	if !ok {
 		return fail("", "VQL Error: the fake Velociraptor server does not evaluate %s", st.Name), s.queryID
 	}
 	ans := handler(q)
+	if n := statementLimit(st.VQL); n >= 0 && len(ans.rows) > n {
+		ans.rows = ans.rows[:n]
+	}
 	// Round-trip through JSON so that no row shares state with the fake.
 	b, err := json.Marshal(ans.rows)
 	if err != nil {
@@ -216,22 +224,15 @@ func nonNil(s []string) []string {
 	return s
 }
 
+// clients answers every client that matches the search; the statement's
+// LIMIT cuts the answer.
 func (q *query) clients() answer {
-	limit, err := strconv.Atoi(q.env["Limit"])
-	if err != nil || limit < 0 {
-		return fail("", "VQL Error: clients: count must be a number")
-	}
 	search := strings.ToLower(q.env["Search"])
 	var out []map[string]any
 	for _, id := range slices.Sorted(maps.Keys(q.org.clients)) {
-		c := q.org.clients[id]
-		if !matches(c, search) {
-			continue
+		if c := q.org.clients[id]; matches(c, search) {
+			out = append(out, clientRow(c))
 		}
-		if len(out) == limit {
-			break
-		}
-		out = append(out, clientRow(c))
 	}
 	return answer{rows: out}
 }
@@ -329,9 +330,16 @@ func (q *query) collect() answer {
 	if err := json.Unmarshal([]byte(q.env["CollectEnv"]), &params); err != nil {
 		return fail("Collection", "VQL Error: collect_client: env must be a dict")
 	}
-	f := &flow{id: newID("F."), clientID: c.ClientID, creator: q.cn, artifacts: artifacts, created: time.Now(), state: "RUNNING"}
-	for _, k := range slices.Sorted(maps.Keys(params)) {
-		f.env = append(f.env, [2]string{k, fmt.Sprint(params[k])})
+	f := &flow{id: newID("F."), clientID: c.ClientID, creator: q.cn, artifacts: artifacts, created: time.Now(), state: "RUNNING",
+		env: map[string][][2]string{}}
+	// Velociraptor records, of env, only the parameters each artifact
+	// declares; the other keys are dropped without a word.
+	for _, a := range artifacts {
+		for _, k := range slices.Sorted(maps.Keys(params)) {
+			if slices.Contains(q.s.params[a], k) {
+				f.env[a] = append(f.env[a], [2]string{k, fmt.Sprint(params[k])})
+			}
+		}
 	}
 	q.org.flows[f.id] = f
 	q.org.order = append(q.org.order, f.id)
@@ -339,12 +347,12 @@ func (q *query) collect() answer {
 }
 
 func (f *flow) specs() []any {
-	env := make([]any, 0, len(f.env))
-	for _, kv := range f.env {
-		env = append(env, map[string]any{"key": kv[0], "value": kv[1]})
-	}
 	specs := make([]any, 0, len(f.artifacts))
 	for _, a := range f.artifacts {
+		env := make([]any, 0, len(f.env[a]))
+		for _, kv := range f.env[a] {
+			env = append(env, map[string]any{"key": kv[0], "value": kv[1]})
+		}
 		specs = append(specs, map[string]any{"artifact": a, "parameters": map[string]any{"env": env}})
 	}
 	return specs
@@ -362,7 +370,10 @@ func (q *query) findFlow() answer {
 	var out []map[string]any
 	for _, id := range slices.Backward(q.org.order) { // newest first
 		if f := q.org.flows[id]; f.clientID == c.ClientID {
-			out = append(out, map[string]any{"session_id": f.id, "specs": f.specs()})
+			out = append(out, map[string]any{
+				"session_id": f.id, "create_time": f.created.UnixMicro(), // microseconds
+				"creator": f.creator, "artifacts": f.artifacts, "specs": f.specs(),
+			})
 		}
 	}
 	return answer{rows: out}
@@ -464,7 +475,7 @@ func (q *query) cancelFlow() answer {
 
 func (q *query) createHunt() answer {
 	lists := map[string][]string{}
-	for _, k := range []string{"Artifacts", "Tags", "IncludeLabels", "ExcludeLabels"} {
+	for _, k := range []string{"Artifacts", "IncludeLabels", "ExcludeLabels"} {
 		l, err := parseList(q.env[k])
 		if err != nil {
 			return fail("Hunt", "VQL Error: hunt: %s must be a list", k)
@@ -497,7 +508,7 @@ func (q *query) createHunt() answer {
 	}
 	h := &hunt{
 		id: newID("H."), description: q.env["Description"], state: "RUNNING", os: q.env["OS"],
-		artifacts: lists["Artifacts"], tags: lists["Tags"], include: lists["IncludeLabels"], exclude: lists["ExcludeLabels"],
+		artifacts: lists["Artifacts"], include: lists["IncludeLabels"], exclude: lists["ExcludeLabels"],
 		spec: spec, expires: expires, created: time.Now(),
 	}
 	q.org.hunts[h.id] = h
@@ -511,7 +522,7 @@ func (q *query) findHunt() answer {
 	var out []map[string]any
 	for _, id := range slices.Backward(q.org.hunted) {
 		h := q.org.hunts[id]
-		out = append(out, map[string]any{"hunt_id": h.id, "tags": nonNil(h.tags)})
+		out = append(out, map[string]any{"hunt_id": h.id, "hunt_description": h.description})
 	}
 	return answer{rows: out}
 }
@@ -581,7 +592,7 @@ func (q *query) huntResults() answer {
 		}
 		for _, r := range q.s.rows[source] {
 			row := maps.Clone(r)
-			row["ClientId"], row["FlowId"], row["Fqdn"] = f.clientID, f.id, fqdn
+			row["FlowId"], row["ClientId"], row["_OrgId"], row["Fqdn"] = f.id, f.clientID, orgKey(q.orgID), fqdn
 			out = append(out, row)
 		}
 	}
@@ -620,5 +631,6 @@ func (q *query) label() answer {
 	default:
 		return fail("Labelled", "VQL Error: label: op must be set, check or remove")
 	}
-	return rows(map[string]any{"Labelled": c.ClientID})
+	// label() answers its arguments as a dict.
+	return rows(map[string]any{"Labelled": map[string]any{"client_id": c.ClientID, "labels": labels, "op": q.env["Op"]}})
 }

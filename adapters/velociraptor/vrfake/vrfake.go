@@ -85,8 +85,9 @@ type Server struct {
 	orgs        map[string]*org
 	access      map[string][]string // CN -> orgs with a role; absent: every org
 	rows        map[string][]map[string]any
-	failed      map[string]string // artifact -> log line
-	held        map[string]bool   // artifacts whose flows stay RUNNING
+	failed      map[string]string   // artifact -> log line
+	held        map[string]bool     // artifacts whose flows stay RUNNING
+	params      map[string][]string // artifact -> the parameters it declares
 	finishAfter int
 	calls       []Call
 	queryID     uint64
@@ -103,7 +104,7 @@ type org struct {
 type flow struct {
 	id, clientID, creator string
 	artifacts             []string
-	env                   [][2]string
+	env                   map[string][][2]string // artifact -> the declared parameters given
 	polls                 int
 	state, status         string
 	created               time.Time
@@ -112,7 +113,7 @@ type flow struct {
 
 type hunt struct {
 	id, description, state, os string
-	artifacts, tags            []string
+	artifacts                  []string
 	include, exclude           []string
 	spec                       map[string]any
 	expires, created           time.Time
@@ -131,6 +132,7 @@ func Start(t testing.TB) *Server {
 		rows:        map[string][]map[string]any{},
 		failed:      map[string]string{},
 		held:        map[string]bool{},
+		params:      map[string][]string{},
 		finishAfter: 1,
 	}
 	for _, st := range velociraptor.Statements() {
@@ -380,6 +382,15 @@ func (s *Server) SetArtifactRows(artifactSource string, rows []map[string]any) {
 		}
 	}
 	s.rows[artifactSource] = cp
+}
+
+// DeclareParameters makes the artifact name declare the parameters names:
+// as in Velociraptor, a collection records, of the env it was given, only the
+// parameters its artifacts declare (none unless declared here).
+func (s *Server) DeclareParameters(name string, names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.params[name] = append(s.params[name], names...)
 }
 
 // FinishAfterPolls makes flows report RUNNING to their first n polls and

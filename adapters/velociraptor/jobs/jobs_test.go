@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -562,5 +564,59 @@ func TestCollectionCancel(t *testing.T) {
 	}
 	if _, _, err := w.cmds.RequestCollectionCancel(ctx, commands.CancelCollection{Tenant: w.a, ID: late.ID, By: w.adminA}); !errors.Is(err, vr.ErrCollectionEnded) {
 		t.Fatalf("cancel a completed collection: %v", err)
+	}
+}
+
+// TestHangingServerHoldsUpOnlyItsTenant points tenant B at a server that
+// accepts connections and never answers: A's collection completes while B's
+// job is still waiting.
+func TestHangingServerHoldsUpOnlyItsTenant(t *testing.T) {
+	w := newWorld(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	yaml := strings.Replace(string(w.fake.APIClientYAML(t, vrfake.Name("globex-hangs"), vrfake.OrgAccess("O2"))), w.fake.Addr(), ln.Addr().String(), 1)
+	w.configure(w.b, w.adminB, "O2", []byte(yaml))
+	stuck := w.collect(w.b, w.adminB, otherClient, "Generic.Client.Info")
+	done := w.collect(w.a, w.adminA, winClient, "Generic.Client.Info")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- w.worker.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for w.collection(w.a, done.ID).Status != vr.StatusCompleted {
+		if time.Now().After(deadline) {
+			t.Fatalf("tenant A's collection did not complete beside a hanging server: %+v", w.collection(w.a, done.ID))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := w.collection(w.b, stuck.ID); got.Status != vr.StatusRequested {
+		t.Fatalf("tenant B's collection on a hanging server: %+v", got)
+	}
+	cancel()
+	if err := <-stopped; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
 	}
 }

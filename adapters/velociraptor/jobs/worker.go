@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"velocicompanion/adapters/velociraptor"
@@ -14,9 +15,12 @@ import (
 	dvr "velocicompanion/domain/velociraptor"
 )
 
-// jobTimeout bounds one step of one job, so that a server that hangs delays
-// the other tenants' jobs by no more than this.
-const jobTimeout = 2 * time.Minute
+// jobTimeout bounds one step of one job; tenantBudget is how long a tenant's
+// jobs may keep starting within one Step.
+const (
+	jobTimeout   = 5 * time.Minute
+	tenantBudget = 30 * time.Second
+)
 
 // QuarantineLabel is the client label that marks a quarantined host in
 // Velociraptor, as its own console sets it.
@@ -41,11 +45,16 @@ type Worker struct {
 	// MaxAttempts bounds the retries of a step that keeps failing for a
 	// reason that may pass (the server unreachable); then the job fails.
 	MaxAttempts int
+	// Parallel is how many tenants' jobs run at once (default 8).
+	Parallel int
 	// MaxRows bounds the rows kept per artifact source of one collection or
 	// hunt flow; what is beyond it is counted in the logs, not stored.
 	MaxRows int
 	Log     *slog.Logger
 	Now     func() time.Time
+
+	mu   sync.Mutex
+	busy map[domain.TenantID]bool // tenants whose jobs are running
 }
 
 func (w *Worker) now() time.Time {
@@ -69,13 +78,22 @@ func (w *Worker) log() *slog.Logger {
 	return slog.Default()
 }
 
-// Run does the due jobs every Poll until ctx ends.
+// Run does the due jobs every Poll until ctx ends. A tenant whose jobs are
+// still running (its server slow or hanging) is skipped until they are done;
+// the other tenants' jobs go on meanwhile.
 func (w *Worker) Run(ctx context.Context) error {
 	t := time.NewTicker(w.poll())
 	defer t.Stop()
-	for {
-		if _, err := w.Step(ctx); err != nil && ctx.Err() == nil {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	report := func(err error) {
+		if ctx.Err() == nil {
 			w.log().WarnContext(ctx, "velociraptor jobs", slog.String("error", err.Error()))
+		}
+	}
+	for {
+		if _, err := w.dispatch(ctx, &wg, report); err != nil {
+			report(err)
 		}
 		select {
 		case <-ctx.Done():
@@ -85,25 +103,86 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// Step does the next step of every due job and returns how many it looked at.
+// Step does the next step of every due job, waits for them, and returns
+// how many it looked at.
 func (w *Worker) Step(ctx context.Context) (int, error) {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	n, err := w.dispatch(ctx, &wg, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, err)
+	})
+	wg.Wait()
+	if err != nil {
+		return n, err
+	}
+	if ctx.Err() != nil {
+		return n, ctx.Err()
+	}
+	return n, errors.Join(errs...)
+}
+
+// dispatch starts the due jobs of each tenant that has none running, up to
+// Parallel tenants at once: a tenant's jobs one after another, in a goroutine
+// counted by wg, starting no more of them after tenantBudget. Failures go to
+// report. It returns how many due jobs it saw.
+func (w *Worker) dispatch(ctx context.Context, wg *sync.WaitGroup, report func(error)) (int, error) {
 	due, err := w.Cmds.DueJobs(ctx, w.now(), 100)
 	if err != nil {
 		return 0, err
 	}
-	var errs []error
+	var order []domain.TenantID
+	byTenant := map[domain.TenantID][]commands.Job{}
 	for _, job := range due {
-		jctx, cancel := context.WithTimeout(ctx, jobTimeout)
-		err := w.do(jctx, job)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return len(due), ctx.Err()
-			}
-			errs = append(errs, fmt.Errorf("%s %s of tenant %s: %w", job.Kind, job.ID, job.Tenant, err))
+		if _, ok := byTenant[job.Tenant]; !ok {
+			order = append(order, job.Tenant)
 		}
+		byTenant[job.Tenant] = append(byTenant[job.Tenant], job)
 	}
-	return len(due), errors.Join(errs...)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.busy == nil {
+		w.busy = map[domain.TenantID]bool{}
+	}
+	for _, tenant := range order {
+		if w.busy[tenant] || len(w.busy) >= w.parallel() {
+			continue
+		}
+		w.busy[tenant] = true
+		wg.Add(1)
+		go func(tenant domain.TenantID, jobs []commands.Job) {
+			defer wg.Done()
+			defer func() {
+				w.mu.Lock()
+				delete(w.busy, tenant)
+				w.mu.Unlock()
+			}()
+			budget := time.Now().Add(tenantBudget)
+			for _, job := range jobs {
+				if ctx.Err() != nil || time.Now().After(budget) {
+					return
+				}
+				jctx, cancel := context.WithTimeout(ctx, jobTimeout)
+				err := w.do(jctx, job)
+				cancel()
+				if err != nil && ctx.Err() == nil {
+					report(fmt.Errorf("%s %s of tenant %s: %w", job.Kind, job.ID, job.Tenant, err))
+				}
+			}
+		}(tenant, byTenant[tenant])
+	}
+	return len(due), nil
+}
+
+func (w *Worker) parallel() int {
+	if w.Parallel > 0 {
+		return w.Parallel
+	}
+	return 8
 }
 
 func (w *Worker) do(ctx context.Context, job commands.Job) error {

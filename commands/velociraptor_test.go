@@ -459,6 +459,20 @@ func TestHuntLifecycle(t *testing.T) {
 	if err != nil || len(page) != 1 || next != "" || page[0].Seq != 1 {
 		t.Fatalf("second page = %+v %q %v", page, next, err)
 	}
+	// A flow that was still uploading when first read: its further rows are
+	// stored and recorded, the first ones not again.
+	if err := f.v.StoreHuntResults(ctx, t1, h.ID, vrClient2, flowB, "Windows.System.Pslist", rows(4, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(t, `SELECT count(*) FROM velociraptor_results WHERE owner_kind = 'hunt'`); n != 7 {
+		t.Fatalf("%d hunt rows stored after further rows, want 7", n)
+	}
+	if n := f.count(t, `SELECT count(*) FROM events WHERE name = 'hunt.results_received'`); n != 3 {
+		t.Fatalf("%d hunt.results_received events, want 3", n)
+	}
+	if h, err := f.v.Hunt(ctx, t1, h.ID); err != nil || h.Rows != 7 || h.Results != 2 {
+		t.Fatalf("hunt after further rows: rows %d, results %d, %v", h.Rows, h.Results, err)
+	}
 
 	if _, err := f.v.RequestHuntStop(ctx, commands.StopHunt{Tenant: t1, ID: h.ID, By: analystOf(t2)}); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("stop by another tenant: %v", err)
@@ -483,12 +497,12 @@ func TestHuntLifecycle(t *testing.T) {
 	}
 	h, err = f.v.Hunt(ctx, t1, h.ID)
 	want := velociraptor.HuntStats{Scheduled: 2, Completed: 2, WithResults: 2}
-	if err != nil || h.Status != velociraptor.StatusStopped || h.Stats != want || h.State != "RUNNING" || h.Rows != 5 || h.Results != 2 {
+	if err != nil || h.Status != velociraptor.StatusStopped || h.Stats != want || h.State != "RUNNING" || h.Rows != 7 || h.Results != 2 {
 		t.Fatalf("stopped = %+v, %v", h, err)
 	}
 	names := f.streamNames(t, t1, velociraptor.HuntStreamType, h.ID)
 	wantNames := []string{"hunt.requested", "hunt.scheduled", "hunt.progressed", "hunt.progressed", "hunt.results_received",
-		"hunt.results_received", "hunt.stop_requested", "hunt.stopped"}
+		"hunt.results_received", "hunt.results_received", "hunt.stop_requested", "hunt.stopped"}
 	if !reflect.DeepEqual(names, wantNames) || h.Version != int64(len(wantNames)) {
 		t.Fatalf("events = %v (version %d)", names, h.Version)
 	}

@@ -70,8 +70,9 @@ type HuntProgressed struct {
 	State string    `json:"state"`
 }
 
-// HuntResultsReceived records that the results of one source of one client's
-// flow were stored.
+// HuntResultsReceived records that results of one source of one client's
+// flow were stored: Rows more of them. A flow still uploading when it is
+// first read is recorded again as its further rows arrive.
 type HuntResultsReceived struct {
 	ClientID string `json:"client_id"`
 	FlowID   string `json:"flow_id"`
@@ -144,8 +145,8 @@ type Hunt struct {
 	Rows    int64 // stored result rows
 	Results int   // stored (flow, source) pairs
 	StopBy  domain.UserID
-	// Received holds the (flow, source) pairs whose results are stored.
-	Received map[ResultKey]bool
+	// Received holds how many rows of each (flow, source) pair are stored.
+	Received map[ResultKey]int64
 }
 
 // ResultKey names the results of one source of one flow.
@@ -300,9 +301,9 @@ func ProgressHunt(s Hunt, stats HuntStats, state string) ([]domain.Event, error)
 	return []domain.Event{HuntProgressed{Stats: stats, State: state}}, nil
 }
 
-// ReceiveHuntResults decides whether the scheduled hunt s may record that
-// rows results of source from the flow flowID of clientID were stored. It
-// records each (flow, source) once.
+// ReceiveHuntResults decides whether the scheduled hunt s may record that the
+// first rows results of source from the flow flowID of clientID are stored.
+// Only rows beyond those already recorded are news: the event counts them.
 func ReceiveHuntResults(s Hunt, clientID, flowID, source string, rows int64) ([]domain.Event, error) {
 	if !s.Exists {
 		return nil, domain.ErrNotFound
@@ -323,10 +324,11 @@ func ReceiveHuntResults(s Hunt, clientID, flowID, source string, rows int64) ([]
 	if rows < 0 {
 		return nil, ErrRowsInvalid
 	}
-	if s.Received[ResultKey{flowID, source}] {
+	stored := s.Received[ResultKey{flowID, source}]
+	if rows <= stored {
 		return nil, nil
 	}
-	return []domain.Event{HuntResultsReceived{ClientID: clientID, FlowID: flowID, Source: source, Rows: rows}}, nil
+	return []domain.Event{HuntResultsReceived{ClientID: clientID, FlowID: flowID, Source: source, Rows: rows - stored}}, nil
 }
 
 // RequestHuntStop decides whether by may ask, in tenant, to stop the hunt s.
@@ -399,11 +401,14 @@ func EvolveHunt(s Hunt, e domain.Event) Hunt {
 		}
 	case HuntResultsReceived:
 		if s.Received == nil {
-			s.Received = map[ResultKey]bool{}
+			s.Received = map[ResultKey]int64{}
 		}
-		s.Received[ResultKey{e.FlowID, e.Source}] = true
+		key := ResultKey{e.FlowID, e.Source}
+		if _, seen := s.Received[key]; !seen {
+			s.Results++
+		}
+		s.Received[key] += e.Rows
 		s.Rows += e.Rows
-		s.Results++
 	case HuntStopRequested:
 		s.StopBy = e.By
 		if !s.Done() {

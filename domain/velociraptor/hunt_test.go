@@ -145,7 +145,10 @@ func TestReceiveHuntResults(t *testing.T) {
 	}
 	runHunt(t, []huntScenario{
 		{name: "records_received", given: events(huntRequested, huntScheduled), when: receive(client, huntFlow, "Windows.System.Pslist", 4), want: events(received)},
-		{name: "once_per_flow_and_source", given: events(huntRequested, huntScheduled, received), when: receive(client, huntFlow, "Windows.System.Pslist", 4)},
+		{name: "the_same_rows_again_are_no_news", given: events(huntRequested, huntScheduled, received), when: receive(client, huntFlow, "Windows.System.Pslist", 4)},
+		{name: "fewer_rows_are_no_news", given: events(huntRequested, huntScheduled, received), when: receive(client, huntFlow, "Windows.System.Pslist", 2)},
+		{name: "further_rows_of_the_flow", given: events(huntRequested, huntScheduled, received), when: receive(client, huntFlow, "Windows.System.Pslist", 7),
+			want: events(vr.HuntResultsReceived{ClientID: client, FlowID: huntFlow, Source: "Windows.System.Pslist", Rows: 3})},
 		{name: "other_source_of_the_flow", given: events(huntRequested, huntScheduled, received), when: receive(client, huntFlow, "Other/Source", 1),
 			want: events(vr.HuntResultsReceived{ClientID: client, FlowID: huntFlow, Source: "Other/Source", Rows: 1})},
 		{name: "after_stop", given: events(huntRequested, huntScheduled, vr.HuntStopped{}), when: receive(client, huntFlow, "Windows.System.Pslist", 4), want: events(received)},
@@ -195,9 +198,14 @@ func TestEvolveHunt(t *testing.T) {
 		HuntRequest: vr.HuntRequest{Description: "find chrome", Artifacts: huntRequest.Artifacts, Parameters: huntRequest.Parameters,
 			IncludeLabels: []string{"finance"}, OS: "windows", Expires: huntRequest.Expires},
 		Stats: running.Stats, State: "RUNNING", Rows: 4, Results: 1, StopBy: analyst.User,
-		Received: map[vr.ResultKey]bool{{FlowID: huntFlow, Source: "Windows.System.Pslist"}: true}}
+		Received: map[vr.ResultKey]int64{{FlowID: huntFlow, Source: "Windows.System.Pslist"}: 4}}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("state = %+v\nwant    %+v", s, want)
+	}
+	more := domain.Fold(vr.EvolveHunt, events(huntRequested, huntScheduled, received,
+		vr.HuntResultsReceived{ClientID: client, FlowID: huntFlow, Source: "Windows.System.Pslist", Rows: 3}))
+	if more.Rows != 7 || more.Results != 1 || more.Received[vr.ResultKey{FlowID: huntFlow, Source: "Windows.System.Pslist"}] != 7 {
+		t.Fatalf("after further rows: rows %d, results %d, received %v", more.Rows, more.Results, more.Received)
 	}
 	if s := vr.EvolveHunt(s, vr.HuntStopped{}); s.Status != vr.StatusStopped || !s.Done() {
 		t.Fatalf("after stopped: %+v", s)

@@ -234,7 +234,7 @@ func serve(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	// Live notifications: this replica's sockets close (1001) when it stops.
 	background("live notifications", func(ctx context.Context) error { defer hub.Close(); return feed.Run(ctx) })
 	background("siem forwarders", runSIEMForwarders(cfg, handler, keyring, kcfg, log, reg))
-	background("velociraptor jobs", vr.run(cfg, db.app, handler, log))
+	background("velociraptor jobs", vr.run(cfg, db.app, handler, kcfg, log))
 	background("maintenance", maintenance(cfg, db, log))
 	background("http", func(ctx context.Context) error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

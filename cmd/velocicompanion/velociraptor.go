@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"velocicompanion/adapters/httpapi"
+	"velocicompanion/adapters/kafka"
+	"velocicompanion/adapters/realtime"
 	atrest "velocicompanion/adapters/secrets"
 	"velocicompanion/adapters/siem"
 	"velocicompanion/adapters/velociraptor"
@@ -42,8 +44,9 @@ func (e vrEdge) deps() httpapi.VelociraptorDeps {
 }
 
 // run leads the process manager and the client sync in one replica of the
-// deployment at a time.
-func (e vrEdge) run(cfg config, pool *pgxpool.Pool, handler *commands.Handler, log *slog.Logger) func(context.Context) error {
+// deployment at a time. The leader also reads the events topic live, so that
+// a request wakes the process manager at once instead of at its next poll.
+func (e vrEdge) run(cfg config, pool *pgxpool.Pool, handler *commands.Handler, kcfg kafka.Config, log *slog.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if e.cmds == nil || !cfg.VRJobs {
 			return nil
@@ -56,9 +59,30 @@ func (e vrEdge) run(cfg config, pool *pgxpool.Pool, handler *commands.Handler, l
 			errc := make(chan error, 2)
 			go func() { errc <- worker.Run(ctx) }()
 			go func() { errc <- sync.Run(ctx) }()
-			err := <-errc
-			return err
+			go wakeOnRequests(ctx, kcfg, worker, log)
+			return <-errc
 		})
 		return nil
+	}
+}
+
+// wakeOnRequests wakes worker at every event that asks it for work, until
+// ctx ends. Without Kafka the worker still polls: a failed subscription is
+// tried again after a pause.
+func wakeOnRequests(ctx context.Context, kcfg kafka.Config, worker *jobs.Worker, log *slog.Logger) {
+	for ctx.Err() == nil {
+		sub, err := realtime.NewLiveSubscriber(kcfg, log)
+		if err == nil {
+			err = jobs.Wakes(ctx, sub, kcfg.Topic, worker.Wake)
+			_ = sub.Close()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("velociraptor wake-ups from Kafka stopped; polling meanwhile", slog.String("error", err.Error()))
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Second):
+		}
 	}
 }

@@ -55,6 +55,7 @@ type Worker struct {
 
 	mu   sync.Mutex
 	busy map[domain.TenantID]bool // tenants whose jobs are running
+	wake chan struct{}            // Wake's signal to Run
 }
 
 func (w *Worker) now() time.Time {
@@ -99,6 +100,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-w.wakeC():
 		}
 	}
 }

@@ -25,6 +25,7 @@ func registerVelociraptorEvents(c *eventstore.Codec) {
 	eventstore.Register[velociraptor.Configured](c, 1)
 	eventstore.Register[velociraptor.Checked](c, 1)
 	eventstore.Register[velociraptor.Removed](c, 1)
+	eventstore.Register[velociraptor.CertificateExpiring](c, 1)
 	eventstore.Register[velociraptor.CollectionRequested](c, 1)
 	eventstore.Register[velociraptor.CollectionScheduled](c, 1)
 	eventstore.Register[velociraptor.CollectionCompleted](c, 1)
@@ -252,6 +253,17 @@ func (v *Velociraptor) Configured(ctx context.Context) ([]domain.TenantID, error
 		err := r.Scan(&t)
 		return domain.TenantID(t), err
 	})
+}
+
+// WarnExpiry records, once per certificate, that the client certificate of
+// tenant's connection expires within the window, and reports whether it did.
+func (v *Velociraptor) WarnExpiry(ctx context.Context, tenant domain.TenantID, within time.Duration) (bool, error) {
+	now := v.h.now().UTC()
+	res, err := v.h.update(ctx, connectionKey(tenant), systemMeta, 0,
+		func(history []domain.Event) ([]domain.Event, error) {
+			return velociraptor.WarnExpiry(domain.Fold(velociraptor.EvolveConnection, history), now, within)
+		}, nil)
+	return err == nil && res.Position != 0, err
 }
 
 // RecordCheck records the outcome of reaching tenant's server when it differs

@@ -995,3 +995,38 @@ func TestCollectionList(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnExpiry warns once that a connection's certificate expires within
+// the window, and again for a new certificate.
+func TestWarnExpiry(t *testing.T) {
+	f := newVRFixture(t)
+	ctx := context.Background()
+	tenant := f.configured(t, "Expiring")
+	admin := users.Actor{User: "renewing-admin", Tenant: tenant, Role: users.RoleAdmin}
+	const month = 30 * 24 * time.Hour
+	if warned, err := f.v.WarnExpiry(ctx, tenant, month); err != nil || warned {
+		t.Fatalf("a year before expiry: warned %v, %v", warned, err)
+	}
+	f.advance(340 * 24 * time.Hour)
+	for i, want := range []bool{true, false} {
+		if warned, err := f.v.WarnExpiry(ctx, tenant, month); err != nil || warned != want {
+			t.Fatalf("look %d within a month of expiry: warned %v, %v; want %v", i, warned, err, want)
+		}
+	}
+	renewed := f.summary()
+	renewed.Fingerprint = strings.Repeat("1e", 32)
+	renewed.NotAfter = f.clock().Add(10 * 24 * time.Hour)
+	if _, err := f.v.Configure(ctx, commands.ConfigureVelociraptor{Tenant: tenant, OrgID: "O123ABC", Config: vrYAML,
+		Summary: renewed, By: admin}); err != nil {
+		t.Fatal(err)
+	}
+	if warned, err := f.v.WarnExpiry(ctx, tenant, month); err != nil || !warned {
+		t.Fatalf("new certificate within a month of expiry: warned %v, %v", warned, err)
+	}
+	if n := f.count(t, `SELECT count(*) FROM events WHERE name = 'velociraptor.certificate_expiring'`); n != 2 {
+		t.Fatalf("%d expiry warnings recorded, want 2", n)
+	}
+	if _, err := f.v.WarnExpiry(ctx, f.tenant(t, "Unconfigured"), month); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("tenant without a connection: %v", err)
+	}
+}

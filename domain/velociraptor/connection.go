@@ -16,6 +16,9 @@ const (
 	EventConfigured = "velociraptor.configured"
 	EventChecked    = "velociraptor.checked"
 	EventRemoved    = "velociraptor.removed"
+	// EventCertificateExpiring warns, once per certificate, that the
+	// connection's client certificate expires soon.
+	EventCertificateExpiring = "velociraptor.certificate_expiring"
 )
 
 // Configured records that an administrator gave the tenant a Velociraptor
@@ -40,6 +43,17 @@ type Checked struct {
 type Removed struct {
 	By domain.UserID `json:"by"`
 }
+
+// CertificateExpiring records that the connection's client certificate, the
+// one with Fingerprint, expires at NotAfter: an administrator should post a
+// new api_client configuration before then.
+type CertificateExpiring struct {
+	Fingerprint string    `json:"fingerprint"`
+	NotAfter    time.Time `json:"not_after"`
+}
+
+// EventName returns the durable wire name of CertificateExpiring.
+func (CertificateExpiring) EventName() string { return EventCertificateExpiring } // WARNING: stored; never rename.
 
 // EventName returns the durable wire name of Configured.
 func (Configured) EventName() string { return EventConfigured } // WARNING: stored; never rename.
@@ -67,6 +81,8 @@ type Connection struct {
 	Summary    Summary
 	By         domain.UserID
 	Check      Check
+	// Warned is the fingerprint of the certificate whose expiry was warned of.
+	Warned string
 }
 
 // Errors of the connection decisions, besides domain.ErrNotFound for a
@@ -161,6 +177,19 @@ func RecordCheck(s Connection, ok bool, errText string, now time.Time) ([]domain
 	return []domain.Event{Checked{OK: ok, Error: errText, At: now.UTC()}}, nil
 }
 
+// WarnExpiry decides whether the certificate of s, seen at now, expires
+// within the window and was not warned of yet: each certificate is warned
+// of once, and a new configuration with a new certificate starts afresh.
+func WarnExpiry(s Connection, now time.Time, within time.Duration) ([]domain.Event, error) {
+	if !s.Configured {
+		return nil, domain.ErrNotFound
+	}
+	if s.Summary.NotAfter.Sub(now) > within || s.Warned == s.Summary.Fingerprint {
+		return nil, nil
+	}
+	return []domain.Event{CertificateExpiring{Fingerprint: s.Summary.Fingerprint, NotAfter: s.Summary.NotAfter.UTC()}}, nil
+}
+
 // EvolveConnection applies one recorded event to s. It never fails.
 func EvolveConnection(s Connection, e domain.Event) Connection {
 	switch e := e.(type) {
@@ -168,6 +197,8 @@ func EvolveConnection(s Connection, e domain.Event) Connection {
 		s = Connection{Configured: true, OrgID: e.OrgID, Summary: e.Summary, By: e.By}
 	case Checked:
 		s.Check = Check{Known: true, OK: e.OK, Error: e.Error, At: e.At}
+	case CertificateExpiring:
+		s.Warned = e.Fingerprint
 	case Removed:
 		s = Connection{}
 	}

@@ -127,6 +127,29 @@ func TestRecordCheck(t *testing.T) {
 	}
 }
 
+func TestWarnExpiry(t *testing.T) {
+	const month = 30 * 24 * time.Hour
+	expiring := configured
+	expiring.Summary.NotAfter = now.Add(10 * 24 * time.Hour)
+	renewed := configured
+	renewed.Summary.Fingerprint = strings.Repeat("cd", 32)
+	renewed.Summary.NotAfter = now.Add(5 * 24 * time.Hour)
+	warn := func(at time.Time) func(vr.Connection) ([]domain.Event, error) {
+		return func(s vr.Connection) ([]domain.Event, error) { return vr.WarnExpiry(s, at, month) }
+	}
+	warning := vr.CertificateExpiring{Fingerprint: expiring.Summary.Fingerprint, NotAfter: expiring.Summary.NotAfter}
+	runConn(t, []connScenario{
+		{name: "far_from_expiry", given: events(configured), when: warn(now)},
+		{name: "within_the_window", given: events(expiring), when: warn(now), want: events(warning)},
+		{name: "expired_already", given: events(expiring), when: warn(now.Add(20 * 24 * time.Hour)), want: events(warning)},
+		{name: "once_per_certificate", given: events(expiring, warning), when: warn(now.Add(time.Hour))},
+		{name: "a_new_certificate_is_warned_of_again", given: events(expiring, warning, renewed), when: warn(now),
+			want: events(vr.CertificateExpiring{Fingerprint: renewed.Summary.Fingerprint, NotAfter: renewed.Summary.NotAfter})},
+		{name: "not_configured", when: warn(now), wantErr: domain.ErrNotFound},
+		{name: "removed", given: events(expiring, vr.Removed{}), when: warn(now), wantErr: domain.ErrNotFound},
+	})
+}
+
 func TestEvolveConnection(t *testing.T) {
 	s := domain.Fold(vr.EvolveConnection, events(configured, vr.Checked{OK: true, At: now}))
 	want := vr.Connection{Configured: true, OrgID: "O123ABC", Summary: summary, By: admin.User,
@@ -149,6 +172,7 @@ func TestWireNames(t *testing.T) {
 		{configured, "velociraptor.configured", "address,by,common_name,fingerprint,name,not_after,org_id,server_name"},
 		{vr.Checked{}, "velociraptor.checked", "at,error,ok"},
 		{vr.Removed{}, "velociraptor.removed", "by"},
+		{vr.CertificateExpiring{}, "velociraptor.certificate_expiring", "fingerprint,not_after"},
 		{vr.CollectionRequested{HostID: "h"}, "collection.requested", "artifacts,by,client_id,host_id,id,parameters,purpose"},
 		{vr.CollectionScheduled{}, "collection.scheduled", "flow_id"},
 		{vr.CollectionCompleted{}, "collection.completed", "logs,rows,sources"},

@@ -620,3 +620,33 @@ func TestHangingServerHoldsUpOnlyItsTenant(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// TestSyncWarnsOfExpiry: a sync of a connection whose certificate expires
+// within a month records the warning, once.
+func TestSyncWarnsOfExpiry(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	yaml := w.fake.APIClientYAML(t, vrfake.Name("acme-expiring"), vrfake.OrgAccess(""))
+	api, err := velociraptor.ParseAPIClient(yaml, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := api.Summary()
+	// The summary says what the administrator was shown: here, a certificate
+	// that expires in ten days.
+	if _, err := w.cmds.Configure(ctx, commands.ConfigureVelociraptor{Tenant: w.a, Config: yaml, By: w.adminA,
+		Summary: vr.Summary{Name: sum.Name, Address: sum.Address, ServerName: sum.ServerName, CommonName: sum.CommonName,
+			Fingerprint: sum.Fingerprint, NotAfter: time.Now().Add(10 * 24 * time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := w.sync.Tenant(ctx, w.a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := w.db.Owner.QueryRow(ctx, `SELECT count(*) FROM events WHERE name = $1 AND tenant_id = $2`,
+		vr.EventCertificateExpiring, string(w.a)).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d expiry warnings after two syncs (%v), want 1", n, err)
+	}
+}

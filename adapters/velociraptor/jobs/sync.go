@@ -113,10 +113,13 @@ func (s *Sync) Tenant(ctx context.Context, tenant domain.TenantID) (SyncReport, 
 		return rep, err
 	}
 	rep.Clients = len(clients)
-	if conn, err := s.Cmds.Connection(ctx, tenant); err == nil && time.Until(conn.Summary.NotAfter) < CertificateWarning {
+	// Once per certificate, an event says that it expires soon: the audit
+	// log and the SIEM destinations carry it to whoever renews it.
+	if warned, err := s.Cmds.WarnExpiry(ctx, tenant, CertificateWarning); err != nil {
+		return rep, err
+	} else if warned {
 		s.log().WarnContext(ctx, "velociraptor client certificate expires soon: post a new api_client configuration",
-			slog.String("tenant", string(tenant)), slog.Time("not_after", conn.Summary.NotAfter),
-			slog.String("fingerprint", conn.Summary.Fingerprint))
+			slog.String("tenant", string(tenant)))
 	}
 	meta := eventstore.Metadata{Actor: syncActor, ActorType: "system"}
 	for _, c := range clients {

@@ -123,6 +123,46 @@ func startServer(t testing.TB, extraEnv ...string) *server {
 func startBinary(t testing.TB, race bool, extraEnv ...string) *server {
 	t.Helper()
 	bin := buildBinary(t, race)
+	// A port picked free may be taken by another process before the server
+	// binds it (the packages' tests run in parallel): a server that exits
+	// for that reason is started again on other ports, in a fresh schema.
+	for attempt := 1; ; attempt++ {
+		s, exited := launch(t, bin, extraEnv)
+		ready := false
+		deadline := time.Now().Add(60 * time.Second)
+		for !ready && time.Now().Before(deadline) {
+			select {
+			case <-exited:
+				_, errOut := s.output()
+				if attempt < 3 && strings.Contains(errOut, "address already in use") {
+					t.Logf("the server lost a port to another process (attempt %d); starting it again", attempt)
+					deadline = time.Time{}
+					continue
+				}
+				t.Fatalf("the server exited before it was ready:\n%s", tail(errOut, 8<<10))
+			case <-time.After(20 * time.Millisecond):
+			}
+			if resp, err := http.Get(s.base + "/ready"); err == nil {
+				resp.Body.Close()
+				ready = resp.StatusCode == http.StatusOK
+			}
+		}
+		if ready {
+			return s
+		}
+		select {
+		case <-exited:
+			continue // retried above
+		default:
+			t.Fatal("timed out after 1m0s waiting for the server to be ready")
+		}
+	}
+}
+
+// launch starts bin as the server in a fresh schema on free ports; exited
+// closes when the process has ended.
+func launch(t testing.TB, bin string, extraEnv []string) (*server, <-chan struct{}) {
+	t.Helper()
 	ctx := context.Background()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -163,30 +203,22 @@ func startBinary(t testing.TB, race bool, extraEnv ...string) *server {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = s.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = s.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(20 * time.Second):
 			_ = s.cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 		if t.Failed() {
 			out, errOut := s.output()
 			t.Logf("server stdout:\n%s\nserver stderr (last 8 KiB):\n%s", out, tail(errOut, 8<<10))
 		}
 	})
-	eventually(t, 60*time.Second, "the server to be ready", func() bool {
-		resp, err := http.Get(s.base + "/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return s
+	return s, exited
 }
 
 func tail(s string, n int) string {

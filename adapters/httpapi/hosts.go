@@ -424,14 +424,9 @@ func (s *Server) deleteHost(c *gin.Context) {
 
 func (s *Server) hostHistory(c *gin.Context) {
 	p := mustPrincipal(c)
-	limit := defaultLimit
-	if raw := c.Query("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > commands.MaxHistoryLimit {
-			fail(c, errBadLimit)
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(c, defaultLimit, commands.MaxHistoryLimit)
+	if !ok {
+		return
 	}
 	var before int64
 	raw := c.Query("before")

@@ -48,19 +48,29 @@ func (s *Server) waitMinPosition(c *gin.Context, projector string) bool {
 
 const defaultLimit = 100
 
-var errBadLimit = domain.Invalid("invalid_limit", "limit must be an integer from 1 to 500")
+// queryLimit reads the limit query parameter: def when absent, else 1 to
+// most; it answers 400 otherwise.
+func queryLimit(c *gin.Context, def, most int) (int, bool) {
+	raw := c.Query("limit")
+	if raw == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > most {
+		fail(c, domain.Invalid("invalid_limit", "limit must be an integer from 1 to %d", most))
+		return 0, false
+	}
+	return n, true
+}
 
 // pageParams reads limit and cursor, and honours min_position for projector.
 func (s *Server) pageParams(c *gin.Context, projector string) (readmodel.Page, bool) {
 	page := readmodel.Page{Limit: defaultLimit}
-	if raw := c.Query("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > readmodel.MaxLimit {
-			fail(c, errBadLimit)
-			return page, false
-		}
-		page.Limit = n
+	limit, ok := queryLimit(c, defaultLimit, readmodel.MaxLimit)
+	if !ok {
+		return page, false
 	}
+	page.Limit = limit
 	cur, err := readmodel.DecodeCursor(c.Query("cursor"))
 	if err != nil {
 		fail(c, err)

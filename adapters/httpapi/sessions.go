@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -182,14 +181,9 @@ func (s *Server) revokeUserSessions(c *gin.Context) {
 
 // listPage reads limit and cursor for a list keyed by one id column.
 func listPage(c *gin.Context) (limit int, after string, ok bool) {
-	limit = defaultLimit
-	if raw := c.Query("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > readmodel.MaxLimit {
-			fail(c, errBadLimit)
-			return 0, "", false
-		}
-		limit = n
+	limit, ok = queryLimit(c, defaultLimit, readmodel.MaxLimit)
+	if !ok {
+		return 0, "", false
 	}
 	cur, err := readmodel.DecodeCursor(c.Query("cursor"))
 	if err != nil || len(cur) > 1 {

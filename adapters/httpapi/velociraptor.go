@@ -216,12 +216,12 @@ func (s *Server) velociraptorRoutes() []op {
 		{method: http.MethodPost, path: "/api/velociraptor/collect", summary: "Collect artifacts from a client (done in the background; poll the collection)", tag: "velociraptor", access: roleList, roles: responders, query: idem, req: collectRequest{}, resp: collectionRead{}, status: http.StatusAccepted, handler: s.collect},
 		{method: http.MethodGet, path: "/api/velociraptor/collections", summary: "The tenant's collections, newest first (next page in X-Next-Cursor)", tag: "velociraptor", access: roleList, roles: tenantMembers, query: collections, resp: []collectionRead{}, handler: s.listCollections},
 		{method: http.MethodGet, path: "/api/velociraptor/collections/:id", summary: "A collection: status, flow, rows per source, logs", tag: "velociraptor", access: roleList, roles: tenantMembers, resp: collectionRead{}, handler: s.getCollection},
-		{method: http.MethodGet, path: "/api/velociraptor/collections/:id/results", summary: "A collection's stored result rows", tag: "velociraptor", access: roleList, roles: tenantMembers, query: results, resp: resultPage{}, handler: s.collectionResults},
+		{method: http.MethodGet, path: "/api/velociraptor/collections/:id/results", summary: "A collection's stored result rows", tag: "velociraptor", access: roleList, roles: tenantMembers, query: results, resp: resultPage{}, handler: s.collectionResults()},
 		{method: http.MethodPost, path: "/api/velociraptor/collections/:id/cancel", summary: "Cancel a collection that has not ended (its flow is cancelled in the background; quarantines and releases cannot be cancelled)", tag: "velociraptor", access: roleList, roles: responders, resp: collectionRead{}, status: http.StatusAccepted, handler: s.cancelCollection},
 		{method: http.MethodPost, path: "/api/velociraptor/hunts", summary: "Hunt across the org's clients (started in the background)", tag: "velociraptor", access: roleList, roles: responders, query: idem, req: huntRequest{}, resp: huntRead{}, status: http.StatusAccepted, handler: s.createHunt},
 		{method: http.MethodGet, path: "/api/velociraptor/hunts", summary: "The tenant's hunts, newest first", tag: "velociraptor", access: roleList, roles: tenantMembers, query: page, resp: []huntRead{}, handler: s.listHunts},
 		{method: http.MethodGet, path: "/api/velociraptor/hunts/:id", summary: "A hunt: status, Velociraptor's state and stats", tag: "velociraptor", access: roleList, roles: tenantMembers, resp: huntRead{}, handler: s.getHunt},
-		{method: http.MethodGet, path: "/api/velociraptor/hunts/:id/results", summary: "A hunt's result rows, stored as clients report them", tag: "velociraptor", access: roleList, roles: tenantMembers, query: results, resp: resultPage{}, handler: s.huntResults},
+		{method: http.MethodGet, path: "/api/velociraptor/hunts/:id/results", summary: "A hunt's result rows, stored as clients report them", tag: "velociraptor", access: roleList, roles: tenantMembers, query: results, resp: resultPage{}, handler: s.huntResults()},
 		{method: http.MethodPost, path: "/api/velociraptor/hunts/:id/stop", summary: "Stop a hunt", tag: "velociraptor", access: roleList, roles: responders, resp: huntRead{}, status: http.StatusAccepted, handler: s.stopHunt},
 		{method: http.MethodPost, path: "/api/hosts/:id/quarantine", summary: "Isolate a host from the network through Velociraptor", tag: "velociraptor", access: roleList, roles: responders, req: quarantineRequest{}, resp: collectionRead{}, status: http.StatusAccepted, handler: s.quarantineHost},
 		{method: http.MethodPost, path: "/api/hosts/:id/release", summary: "Lift a host's quarantine", tag: "velociraptor", access: roleList, roles: responders, resp: collectionRead{}, status: http.StatusAccepted, handler: s.releaseHost},
@@ -446,21 +446,6 @@ func (s *Server) getVRClient(c *gin.Context) {
 	c.JSON(http.StatusOK, clientRead(ci))
 }
 
-// queryLimit reads the limit query parameter: def when absent, else 1 to
-// most; it answers 400 otherwise.
-func queryLimit(c *gin.Context, def, most int) (int, bool) {
-	raw := c.Query("limit")
-	if raw == "" {
-		return def, true
-	}
-	n, err := strconv.Atoi(raw)
-	if err != nil || n < 1 || n > most {
-		fail(c, domain.Invalid("invalid_limit", "limit must be an integer from 1 to %d", most))
-		return 0, false
-	}
-	return n, true
-}
-
 // clientCheckTimeout bounds the look-up of a client before a request for it
 // is recorded.
 const clientCheckTimeout = 10 * time.Second
@@ -653,39 +638,52 @@ func (s *Server) cancelCollection(c *gin.Context) {
 	c.JSON(http.StatusAccepted, collectionOut(col, res.Position))
 }
 
-// resultPageOf answers a page of the stored results of the tenant's
-// collection or hunt owner; the caller has checked that the tenant has it.
-func (s *Server) resultPageOf(c *gin.Context, cmds *commands.Velociraptor, tenant domain.TenantID, kind, owner string) {
-	limit, ok := queryLimit(c, defaultLimit, commands.MaxResultPage)
-	if !ok {
-		return
-	}
-	rows, next, err := cmds.Results(c.Request.Context(), tenant, kind, owner, c.Query("cursor"), limit)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	out := resultPage{Results: make([]resultRead, 0, len(rows)), NextCursor: next}
-	for _, r := range rows {
-		out.Results = append(out.Results, resultRead{FlowID: r.FlowID, ClientID: r.ClientID, Source: r.Source, Seq: r.Seq, Row: r.Row})
-	}
-	if next != "" {
-		c.Header("X-Next-Cursor", next)
-	}
-	c.JSON(http.StatusOK, out)
+// collectionResults and huntResults answer a page of the stored results of
+// the tenant's collection or hunt: 404 when the tenant has no such one.
+func (s *Server) collectionResults() gin.HandlerFunc {
+	return s.resultPage(commands.JobCollection, func(ctx context.Context, cmds *commands.Velociraptor, tenant domain.TenantID, id string) error {
+		_, err := cmds.Collection(ctx, tenant, id)
+		return err
+	})
 }
 
-func (s *Server) collectionResults(c *gin.Context) {
-	p := mustPrincipal(c)
-	cmds, ok := s.vrCommands(c)
-	if !ok {
-		return
+func (s *Server) huntResults() gin.HandlerFunc {
+	return s.resultPage(commands.JobHunt, func(ctx context.Context, cmds *commands.Velociraptor, tenant domain.TenantID, id string) error {
+		_, err := cmds.Hunt(ctx, tenant, id)
+		return err
+	})
+}
+
+func (s *Server) resultPage(kind string, exists func(context.Context, *commands.Velociraptor, domain.TenantID, string) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p := mustPrincipal(c)
+		cmds, ok := s.vrCommands(c)
+		if !ok {
+			return
+		}
+		owner := c.Param("id")
+		if err := exists(c.Request.Context(), cmds, p.Tenant, owner); err != nil {
+			fail(c, err)
+			return
+		}
+		limit, ok := queryLimit(c, defaultLimit, commands.MaxResultPage)
+		if !ok {
+			return
+		}
+		rows, next, err := cmds.Results(c.Request.Context(), p.Tenant, kind, owner, c.Query("cursor"), limit)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		out := resultPage{Results: make([]resultRead, 0, len(rows)), NextCursor: next}
+		for _, r := range rows {
+			out.Results = append(out.Results, resultRead{FlowID: r.FlowID, ClientID: r.ClientID, Source: r.Source, Seq: r.Seq, Row: r.Row})
+		}
+		if next != "" {
+			setNextCursor(c, next)
+		}
+		c.JSON(http.StatusOK, out)
 	}
-	if _, err := cmds.Collection(c.Request.Context(), p.Tenant, c.Param("id")); err != nil {
-		fail(c, err)
-		return
-	}
-	s.resultPageOf(c, cmds, p.Tenant, commands.JobCollection, c.Param("id"))
 }
 
 func huntOut(h commands.Hunt, pos int64) huntRead {
@@ -775,19 +773,6 @@ func (s *Server) getHunt(c *gin.Context) {
 	}
 	c.Header("ETag", etag(h.Version))
 	c.JSON(http.StatusOK, huntOut(h, 0))
-}
-
-func (s *Server) huntResults(c *gin.Context) {
-	p := mustPrincipal(c)
-	cmds, ok := s.vrCommands(c)
-	if !ok {
-		return
-	}
-	if _, err := cmds.Hunt(c.Request.Context(), p.Tenant, c.Param("id")); err != nil {
-		fail(c, err)
-		return
-	}
-	s.resultPageOf(c, cmds, p.Tenant, commands.JobHunt, c.Param("id"))
 }
 
 func (s *Server) stopHunt(c *gin.Context) {

@@ -414,6 +414,30 @@ func collectionJobState(s velociraptor.Collection) string {
 	return JobRequested
 }
 
+// updateSummarized decides on the stream at key, folded with evolve, and in
+// the transaction that appends the decision writes the summary of the
+// stream with write: the state before the new events, the state after them,
+// and the stream's new version. A decision of no events writes nothing.
+func updateSummarized[S any](ctx context.Context, h *Handler, key eventstore.Key, meta eventstore.Metadata,
+	evolve func(S, domain.Event) S, decide func(S) ([]domain.Event, error),
+	write func(ctx context.Context, tx pgx.Tx, before, after S, version int64) error) (S, Result, error) {
+	var st S
+	var version int64
+	res, err := h.update(ctx, key, meta, 0,
+		func(history []domain.Event) ([]domain.Event, error) {
+			st, version = domain.Fold(evolve, history), int64(len(history))
+			return decide(st)
+		},
+		func(ctx context.Context, tx pgx.Tx, events []domain.Event) error {
+			next := st
+			for _, e := range events {
+				next = evolve(next, e)
+			}
+			return write(ctx, tx, st, next, version+int64(len(events)))
+		})
+	return st, res, err
+}
+
 // updateCollection decides on collection id of tenant and appends the
 // outcome with the collection's row, its job and extra's writes, in one
 // transaction, so that the list, the worker and the stream never disagree.
@@ -422,18 +446,8 @@ func (v *Velociraptor) updateCollection(ctx context.Context, tenant domain.Tenan
 	decide func(velociraptor.Collection) ([]domain.Event, error),
 	extra func(ctx context.Context, tx pgx.Tx, st velociraptor.Collection) error) (velociraptor.Collection, Result, error) {
 	now := v.h.now().UTC()
-	var st velociraptor.Collection
-	var version int64
-	res, err := v.h.update(ctx, collectionKey(tenant, id), meta, 0,
-		func(history []domain.Event) ([]domain.Event, error) {
-			st, version = domain.Fold(velociraptor.EvolveCollection, history), int64(len(history))
-			return decide(st)
-		},
-		func(ctx context.Context, tx pgx.Tx, events []domain.Event) error {
-			next := st
-			for _, e := range events {
-				next = velociraptor.EvolveCollection(next, e)
-			}
+	return updateSummarized(ctx, v.h, collectionKey(tenant, id), meta, velociraptor.EvolveCollection, decide,
+		func(ctx context.Context, tx pgx.Tx, st, next velociraptor.Collection, version int64) error {
 			summary, err := json.Marshal(collectionOf(next))
 			if err != nil {
 				return err
@@ -444,7 +458,7 @@ func (v *Velociraptor) updateCollection(ctx context.Context, tenant domain.Tenan
 				ON CONFLICT (tenant_id, collection_id) DO UPDATE SET status = EXCLUDED.status, summary = EXCLUDED.summary,
 					version = EXCLUDED.version, updated_at = EXCLUDED.updated_at`,
 				string(tenant), id, next.ClientID, string(next.HostID), string(next.Status), string(next.Purpose), summary,
-				version+int64(len(events)), now)
+				version, now)
 			if err != nil {
 				return fmt.Errorf("record collection %s: %w", id, err)
 			}
@@ -458,7 +472,6 @@ func (v *Velociraptor) updateCollection(ctx context.Context, tenant domain.Tenan
 			}
 			return setJob(ctx, tx, tenant, JobCollection, id, collectionJobState(next), now)
 		})
-	return st, res, err
 }
 
 // RecordedFlows returns the flow ids that tenant's collections from clientID
@@ -970,18 +983,8 @@ func (v *Velociraptor) updateHunt(ctx context.Context, tenant domain.TenantID, i
 	decide func(velociraptor.Hunt) ([]domain.Event, error),
 	extra func(ctx context.Context, tx pgx.Tx, now time.Time) error) (Result, error) {
 	now := v.h.now().UTC()
-	var st velociraptor.Hunt
-	var version int64
-	return v.h.update(ctx, huntKey(tenant, id), meta, 0,
-		func(history []domain.Event) ([]domain.Event, error) {
-			st, version = domain.Fold(velociraptor.EvolveHunt, history), int64(len(history))
-			return decide(st)
-		},
-		func(ctx context.Context, tx pgx.Tx, events []domain.Event) error {
-			next := st
-			for _, e := range events {
-				next = velociraptor.EvolveHunt(next, e)
-			}
+	_, res, err := updateSummarized(ctx, v.h, huntKey(tenant, id), meta, velociraptor.EvolveHunt, decide,
+		func(ctx context.Context, tx pgx.Tx, _, next velociraptor.Hunt, version int64) error {
 			summary, err := json.Marshal(huntOf(next))
 			if err != nil {
 				return err
@@ -990,12 +993,13 @@ func (v *Velociraptor) updateHunt(ctx context.Context, tenant domain.TenantID, i
 				VALUES ($1, $2, $3, $4, $5, $5)
 				ON CONFLICT (tenant_id, hunt_id) DO UPDATE SET summary = EXCLUDED.summary, version = EXCLUDED.version,
 					updated_at = EXCLUDED.updated_at`,
-				string(tenant), id, summary, version+int64(len(events)), now)
+				string(tenant), id, summary, version, now)
 			if err != nil || extra == nil {
 				return err
 			}
 			return extra(ctx, tx, now)
 		})
+	return res, err
 }
 
 // RequestHunt records a hunt for the worker to create in Velociraptor.
